@@ -1,0 +1,433 @@
+//! Byte layouts of the journal file: pure encoding and decoding, no I/O.
+//!
+//! All integers are big-endian. All checksums are CRC-32 (IEEE).
+//!
+//! # File header (offsets 0..4096)
+//!
+//! ```text
+//! 0    magic          8   0x89 'D' 'U' 'R' 'U' 'S' '\r' '\n'
+//! 8    version        4   format version, 1
+//! 12   flags          4   0
+//! 16   data_start     8   offset of the first block, 4096
+//! 24   created        8   creation time, microseconds since the Unix epoch
+//! 32   crc            4   CRC of bytes 0..32
+//! 512  slot 0        32   checkpoint slot (below)
+//! 1024 slot 1        32   checkpoint slot
+//! ```
+//!
+//! A checkpoint slot is `seq(8) · checkpoint offset(8) · checkpoint length(8) · crc(4)`;
+//! the crc covers the first 24 bytes. The valid slot with the higher `seq` names the
+//! newest index checkpoint. The slots are the only bytes of the file ever written in
+//! place; they sit in different 512-byte sectors, and a new checkpoint always
+//! overwrites the *older* slot, so a torn slot write leaves the other slot intact.
+//!
+//! # Blocks (from `data_start`, appended, never rewritten)
+//!
+//! Every block starts with the same 64-byte header:
+//!
+//! ```text
+//! 0    magic          4   "DTX1" transaction, "DCP1" checkpoint, "DRS1" oid reservation
+//! 4    header crc     4   CRC of bytes 8..64 of the header
+//! 8    length         8   whole block length in bytes, header and trailer included
+//! 16   tid            8   transaction id (checkpoint, reservation: the last tid so far)
+//! 24   timestamp      8   microseconds since the Unix epoch, never decreasing
+//! 32   group start    8   offset where the write that carried this block began
+//! 40   next oid       8   every oid below this has been handed out
+//! 48   count          8   records in a transaction; oids in a checkpoint; 0
+//! 56   aux            8   checkpoint: index entries per page; otherwise 0
+//! ```
+//!
+//! and ends with a 4-byte trailer CRC. An all-zero header marks the end of the journal:
+//! space past the end is preallocated with zeros so that a commit's sync does not also
+//! have to make a new file size durable.
+//!
+//! **Transaction** (`DTX1`): the header, `count` record entries, then the CRC of every
+//! byte of the block before it. Tids are strictly increasing. A record entry is
+//!
+//! ```text
+//! 0    entry length   4   whole entry length
+//! 4    entry crc      4   CRC of bytes 8..length of the entry
+//! 8    tid            8   the transaction's tid
+//! 16   prev offset    8   offset of this oid's previous entry, 0 if none
+//! 24   prev length    4   length of that entry
+//! 28   record             Durus framing: oid(8) · data length(4) · data · refs(8 each)
+//! ```
+//!
+//! so one positioned read of `entry length` bytes at an index offset fetches and
+//! verifies a record, and the back pointers lead to every older version of the oid
+//! (snapshot reads).
+//!
+//! **Checkpoint** (`DCP1`): the oid index as of this point of the journal, so opening
+//! only has to scan what follows it. After the header come one CRC per page of entries,
+//! then `count` index entries `offset(8) · length(4)` (offset 0: no record), then the
+//! trailer: the CRC of the header and the page CRCs. Pages are read and verified lazily
+//! when an oid on them is first looked up.
+//!
+//! **Reservation** (`DRS1`): only a header and trailer; records that oids up to
+//! `next oid` have been handed out, so that they are never handed out again.
+//!
+//! # Recovery
+//!
+//! Blocks are read in order from the newest checkpoint. A block whose header or CRC
+//! does not verify is *damage*. Damage is a torn tail (the journal ends just before
+//! it) when no intact block whose `group start` lies beyond the damaged offset exists
+//! later in the file: a write that was cut off can only have damaged the last group
+//! written. Otherwise the damage is corruption in the middle of the journal and is
+//! reported with its offset, never skipped.
+
+use crate::error::{Error, Result};
+use crate::record::{be_u32, be_u64};
+
+/// First bytes of every durus journal.
+pub const MAGIC: [u8; 8] = *b"\x89DURUS\r\n";
+/// The format version this build writes and the newest it reads.
+pub const VERSION: u32 = 1;
+/// Offset of the first block.
+pub const DATA_START: u64 = 4096;
+/// Bytes covered by the file header's CRC.
+const FILE_HEADER_CRC_AT: usize = 32;
+/// Offsets of the two checkpoint slots.
+pub const SLOT_OFFSETS: [u64; 2] = [512, 1024];
+/// Size of one encoded checkpoint slot.
+pub const SLOT_LEN: usize = 32;
+
+/// Length of every block header.
+pub const BLOCK_HEADER: usize = 64;
+/// Length of every block trailer (a CRC).
+pub const TRAILER: usize = 4;
+/// Length of a record entry's header, before the framed record.
+pub const ENTRY_HEADER: usize = 28;
+/// Length of one checkpoint index entry.
+pub const INDEX_ENTRY: usize = 12;
+
+/// The kinds of block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockKind {
+    /// A committed transaction.
+    Transaction,
+    /// An index checkpoint.
+    Checkpoint,
+    /// An oid reservation.
+    Reservation,
+}
+
+impl BlockKind {
+    /// The 4 magic bytes of this kind.
+    pub fn magic(self) -> [u8; 4] {
+        match self {
+            BlockKind::Transaction => *b"DTX1",
+            BlockKind::Checkpoint => *b"DCP1",
+            BlockKind::Reservation => *b"DRS1",
+        }
+    }
+
+    /// The kind these magic bytes name, if any.
+    pub fn from_magic(m: &[u8]) -> Option<BlockKind> {
+        match m {
+            b"DTX1" => Some(BlockKind::Transaction),
+            b"DCP1" => Some(BlockKind::Checkpoint),
+            b"DRS1" => Some(BlockKind::Reservation),
+            _ => None,
+        }
+    }
+}
+
+/// The decoded 64-byte header every block starts with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockHeader {
+    /// What the block is.
+    pub kind: BlockKind,
+    /// Whole block length.
+    pub len: u64,
+    /// Transaction id (or the last tid, for non-transactions).
+    pub tid: u64,
+    /// Commit time, microseconds since the Unix epoch.
+    pub timestamp: u64,
+    /// Offset where the write carrying this block began.
+    pub group_start: u64,
+    /// Every oid below this has been handed out.
+    pub next_oid: u64,
+    /// Records (transaction) or index entries (checkpoint).
+    pub count: u64,
+    /// Kind-specific: entries per page for a checkpoint.
+    pub aux: u64,
+}
+
+/// Why a header did not decode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeaderProblem {
+    /// All 64 bytes are zero: the end of the journal.
+    Zero,
+    /// Anything else: damage.
+    Bad(&'static str),
+}
+
+impl BlockHeader {
+    /// Encodes the header, computing its CRC.
+    pub fn encode(&self) -> [u8; BLOCK_HEADER] {
+        let mut b = [0u8; BLOCK_HEADER];
+        b[0..4].copy_from_slice(&self.kind.magic());
+        b[8..16].copy_from_slice(&self.len.to_be_bytes());
+        b[16..24].copy_from_slice(&self.tid.to_be_bytes());
+        b[24..32].copy_from_slice(&self.timestamp.to_be_bytes());
+        b[32..40].copy_from_slice(&self.group_start.to_be_bytes());
+        b[40..48].copy_from_slice(&self.next_oid.to_be_bytes());
+        b[48..56].copy_from_slice(&self.count.to_be_bytes());
+        b[56..64].copy_from_slice(&self.aux.to_be_bytes());
+        let crc = crc32fast::hash(&b[8..]);
+        b[4..8].copy_from_slice(&crc.to_be_bytes());
+        b
+    }
+
+    /// Decodes and checks a header (magic, CRC, minimal length).
+    pub fn decode(b: &[u8]) -> std::result::Result<BlockHeader, HeaderProblem> {
+        if b.len() < BLOCK_HEADER {
+            return Err(HeaderProblem::Bad("block header cut short"));
+        }
+        let b = &b[..BLOCK_HEADER];
+        let kind = match BlockKind::from_magic(&b[0..4]) {
+            Some(k) => k,
+            None if b.iter().all(|&x| x == 0) => return Err(HeaderProblem::Zero),
+            None => return Err(HeaderProblem::Bad("unknown block magic")),
+        };
+        if crc32fast::hash(&b[8..]) != be_u32(&b[4..8]) {
+            return Err(HeaderProblem::Bad("block header checksum mismatch"));
+        }
+        let h = BlockHeader {
+            kind,
+            len: be_u64(&b[8..16]),
+            tid: be_u64(&b[16..24]),
+            timestamp: be_u64(&b[24..32]),
+            group_start: be_u64(&b[32..40]),
+            next_oid: be_u64(&b[40..48]),
+            count: be_u64(&b[48..56]),
+            aux: be_u64(&b[56..64]),
+        };
+        if h.len < (BLOCK_HEADER + TRAILER) as u64 {
+            return Err(HeaderProblem::Bad("block length shorter than header and trailer"));
+        }
+        Ok(h)
+    }
+}
+
+/// The decoded file header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileHeader {
+    /// Format version.
+    pub version: u32,
+    /// Offset of the first block.
+    pub data_start: u64,
+    /// Creation time, microseconds since the Unix epoch.
+    pub created: u64,
+}
+
+impl FileHeader {
+    /// The header of a new file created at `created`.
+    pub fn new(created: u64) -> FileHeader {
+        FileHeader {
+            version: VERSION,
+            data_start: DATA_START,
+            created,
+        }
+    }
+
+    /// The first `DATA_START` bytes of a new file: the header and two empty slots.
+    pub fn encode_region(&self) -> Vec<u8> {
+        let mut b = vec![0u8; DATA_START as usize];
+        b[0..8].copy_from_slice(&MAGIC);
+        b[8..12].copy_from_slice(&self.version.to_be_bytes());
+        b[16..24].copy_from_slice(&self.data_start.to_be_bytes());
+        b[24..32].copy_from_slice(&self.created.to_be_bytes());
+        let crc = crc32fast::hash(&b[0..FILE_HEADER_CRC_AT]);
+        b[32..36].copy_from_slice(&crc.to_be_bytes());
+        b
+    }
+
+    /// Checks the magic, version and CRC of a file's first bytes.
+    pub fn decode(b: &[u8]) -> Result<FileHeader> {
+        if b.len() < 36 || b[0..8] != MAGIC {
+            return Err(Error::Format {
+                reason: "the file does not start with the durus journal magic".into(),
+            });
+        }
+        let version = be_u32(&b[8..12]);
+        if version > VERSION {
+            return Err(Error::Version {
+                found: version,
+                supported: VERSION,
+            });
+        }
+        if crc32fast::hash(&b[0..FILE_HEADER_CRC_AT]) != be_u32(&b[32..36]) {
+            return Err(Error::corrupt(0, "file header checksum mismatch"));
+        }
+        if version == 0 {
+            return Err(Error::Format {
+                reason: "format version 0 was never written by durus".into(),
+            });
+        }
+        let data_start = be_u64(&b[16..24]);
+        if data_start != DATA_START {
+            return Err(Error::corrupt(16, format!("data start {data_start} is not {DATA_START}")));
+        }
+        Ok(FileHeader {
+            version,
+            data_start,
+            created: be_u64(&b[24..32]),
+        })
+    }
+}
+
+/// A checkpoint slot: where the newest index checkpoint is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Slot {
+    /// Higher is newer.
+    pub seq: u64,
+    /// Offset of the checkpoint block.
+    pub offset: u64,
+    /// Length of the checkpoint block.
+    pub len: u64,
+}
+
+impl Slot {
+    /// Encodes the slot with its CRC.
+    pub fn encode(&self) -> [u8; SLOT_LEN] {
+        let mut b = [0u8; SLOT_LEN];
+        b[0..8].copy_from_slice(&self.seq.to_be_bytes());
+        b[8..16].copy_from_slice(&self.offset.to_be_bytes());
+        b[16..24].copy_from_slice(&self.len.to_be_bytes());
+        let crc = crc32fast::hash(&b[0..24]);
+        b[24..28].copy_from_slice(&crc.to_be_bytes());
+        b
+    }
+
+    /// Decodes a slot; `None` if it is empty or its CRC fails (a torn slot write).
+    pub fn decode(b: &[u8]) -> Option<Slot> {
+        if b.len() < SLOT_LEN || b[..SLOT_LEN].iter().all(|&x| x == 0) {
+            return None;
+        }
+        if crc32fast::hash(&b[0..24]) != be_u32(&b[24..28]) {
+            return None;
+        }
+        Some(Slot {
+            seq: be_u64(&b[0..8]),
+            offset: be_u64(&b[8..16]),
+            len: be_u64(&b[16..24]),
+        })
+    }
+}
+
+/// The decoded header of one record entry inside a transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EntryHeader {
+    /// Whole entry length.
+    pub len: u32,
+    /// The transaction id.
+    pub tid: u64,
+    /// Offset of the oid's previous entry, 0 if none.
+    pub prev_offset: u64,
+    /// Length of that entry.
+    pub prev_len: u32,
+}
+
+/// Appends a record entry (header and Durus-framed record) to `out`.
+pub fn encode_entry(
+    out: &mut Vec<u8>,
+    tid: u64,
+    prev: Option<(u64, u32)>,
+    record: &crate::record::Record,
+) -> Result<()> {
+    let start = out.len();
+    let len = ENTRY_HEADER + record.framed_len();
+    let len32 = u32::try_from(len)
+        .map_err(|_| Error::Invalid(format!("record {} is too large ({len} bytes)", record.oid)))?;
+    let (po, pl) = prev.unwrap_or((0, 0));
+    out.extend_from_slice(&len32.to_be_bytes());
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&tid.to_be_bytes());
+    out.extend_from_slice(&po.to_be_bytes());
+    out.extend_from_slice(&pl.to_be_bytes());
+    record.encode_into(out)?;
+    let crc = crc32fast::hash(&out[start + 8..]);
+    out[start + 4..start + 8].copy_from_slice(&crc.to_be_bytes());
+    Ok(())
+}
+
+/// Decodes an entry header from the first bytes of `b` and checks that its length fits
+/// in `b`. `verify` also checks the entry's CRC (reads of single records do; a scan has
+/// already checked the whole transaction's CRC).
+pub fn decode_entry(b: &[u8], verify: bool) -> std::result::Result<EntryHeader, &'static str> {
+    if b.len() < ENTRY_HEADER {
+        return Err("record entry cut short");
+    }
+    let len = be_u32(&b[0..4]);
+    if (len as usize) < ENTRY_HEADER + crate::record::RECORD_HEADER {
+        return Err("record entry length too small");
+    }
+    if len as usize > b.len() {
+        return Err("record entry longer than its container");
+    }
+    if verify && crc32fast::hash(&b[8..len as usize]) != be_u32(&b[4..8]) {
+        return Err("record entry checksum mismatch");
+    }
+    Ok(EntryHeader {
+        len,
+        tid: be_u64(&b[8..16]),
+        prev_offset: be_u64(&b[16..24]),
+        prev_len: be_u32(&b[24..28]),
+    })
+}
+
+/// The CRC stored in the last 4 bytes of a block.
+pub fn trailer_crc(block: &[u8]) -> u32 {
+    be_u32(&block[block.len() - TRAILER..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_round_trip_and_damage() {
+        let h = BlockHeader {
+            kind: BlockKind::Transaction,
+            len: 100,
+            tid: 3,
+            timestamp: 4,
+            group_start: 4096,
+            next_oid: 9,
+            count: 1,
+            aux: 0,
+        };
+        let b = h.encode();
+        assert_eq!(BlockHeader::decode(&b), Ok(h));
+        for i in 0..BLOCK_HEADER {
+            let mut d = b;
+            d[i] ^= 0x10;
+            assert!(matches!(BlockHeader::decode(&d), Err(HeaderProblem::Bad(_))), "byte {i}");
+        }
+        assert_eq!(BlockHeader::decode(&[0; 64]), Err(HeaderProblem::Zero));
+    }
+
+    #[test]
+    fn file_header_checks() {
+        let b = FileHeader::new(5).encode_region();
+        assert_eq!(FileHeader::decode(&b).unwrap().created, 5);
+        let mut v = b.clone();
+        v[11] = 2;
+        assert!(matches!(FileHeader::decode(&v), Err(Error::Version { found: 2, .. })));
+        assert!(matches!(FileHeader::decode(b"hello"), Err(Error::Format { .. })));
+        let mut c = b;
+        c[30] ^= 1;
+        assert!(matches!(FileHeader::decode(&c), Err(Error::Corrupt { offset: 0, .. })));
+    }
+
+    #[test]
+    fn slot_round_trip() {
+        let s = Slot { seq: 2, offset: 8192, len: 77 };
+        assert_eq!(Slot::decode(&s.encode()), Some(s));
+        let mut b = s.encode();
+        b[3] ^= 1;
+        assert_eq!(Slot::decode(&b), None);
+        assert_eq!(Slot::decode(&[0; SLOT_LEN]), None);
+    }
+}

@@ -1,0 +1,155 @@
+//! The oid index: where the newest record of each oid lives in the file.
+//!
+//! Two layers: the `base` is the index saved in the newest checkpoint, read page by page
+//! from the file the first time an oid on a page is looked up (so opening costs nothing
+//! per oid); the `overlay` holds every oid written since, with the tid that wrote it.
+
+use std::sync::OnceLock;
+
+use super::format::{BlockHeader, INDEX_ENTRY};
+use super::io::FileIo;
+use crate::error::{Error, Result};
+use crate::record::{be_u32, be_u64, Oid};
+
+/// Where one record entry is: offset and length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Loc {
+    /// Absolute offset of the entry.
+    pub offset: u64,
+    /// Entry length.
+    pub len: u32,
+}
+
+#[derive(Clone, Copy, Default)]
+struct Slot {
+    offset: u64,
+    tid: u64,
+    len: u32,
+}
+
+/// Index entries written since the checkpoint, dense by oid (oids are handed out in
+/// sequence, so a vector beats a hash map in both memory and speed).
+#[derive(Default)]
+pub struct Overlay {
+    slots: Vec<Slot>,
+}
+
+impl Overlay {
+    /// The newest entry of `oid` and the tid that wrote it, if written since the checkpoint.
+    pub fn get(&self, oid: Oid) -> Option<(Loc, u64)> {
+        let s = self.slots.get(usize::try_from(oid.0).ok()?)?;
+        (s.offset != 0).then_some((Loc { offset: s.offset, len: s.len }, s.tid))
+    }
+
+    /// Records that `oid`'s newest entry is `loc`, written by `tid`.
+    pub fn set(&mut self, oid: Oid, loc: Loc, tid: u64) {
+        // Oids were checked against the allocator (or bounded by the file) before they
+        // get here, so the vector stays proportional to the database.
+        let i = oid.0 as usize;
+        if i >= self.slots.len() {
+            self.slots.resize(i + 1, Slot::default());
+        }
+        self.slots[i] = Slot {
+            offset: loc.offset,
+            tid,
+            len: loc.len,
+        };
+    }
+
+    /// One past the highest oid present.
+    pub fn bound(&self) -> u64 {
+        self.slots.len() as u64
+    }
+}
+
+/// The index saved in a checkpoint block, paged in lazily.
+pub struct BaseIndex {
+    /// Offset of the checkpoint block.
+    pub block_offset: u64,
+    /// Length of the checkpoint block.
+    pub block_len: u64,
+    /// The checkpoint's header.
+    pub header: BlockHeader,
+    page_crcs: Vec<u32>,
+    pages: Vec<OnceLock<Box<[u8]>>>,
+}
+
+impl BaseIndex {
+    /// Builds the lazy index from a checkpoint's header and its page-CRC bytes.
+    pub fn new(block_offset: u64, header: BlockHeader, page_crc_bytes: &[u8]) -> BaseIndex {
+        let page_crcs: Vec<u32> = page_crc_bytes.chunks_exact(4).map(be_u32).collect();
+        let pages = (0..page_crcs.len()).map(|_| OnceLock::new()).collect();
+        BaseIndex {
+            block_offset,
+            block_len: header.len,
+            header,
+            page_crcs,
+            pages,
+        }
+    }
+
+    /// The tid the checkpoint was taken at.
+    pub fn tid(&self) -> u64 {
+        self.header.tid
+    }
+
+    /// One past the highest oid the checkpoint covers.
+    pub fn bound(&self) -> u64 {
+        self.header.count
+    }
+
+    fn per_page(&self) -> u64 {
+        self.header.aux
+    }
+
+    /// Offset of the first byte of page `p`'s entries.
+    fn page_offset(&self, p: u64) -> u64 {
+        self.block_offset
+            + super::format::BLOCK_HEADER as u64
+            + 4 * self.page_crcs.len() as u64
+            + p * self.per_page() * INDEX_ENTRY as u64
+    }
+
+    /// Number of entries on page `p`.
+    fn page_entries(&self, p: u64) -> u64 {
+        (self.bound() - p * self.per_page()).min(self.per_page())
+    }
+
+    /// Reads and verifies page `p`, or returns the cached copy.
+    pub fn page(&self, io: &dyn FileIo, p: u64) -> Result<&[u8]> {
+        let cell = &self.pages[p as usize];
+        if let Some(b) = cell.get() {
+            return Ok(b);
+        }
+        let at = self.page_offset(p);
+        let mut buf = vec![0u8; (self.page_entries(p) * INDEX_ENTRY as u64) as usize];
+        io.read_exact_at(&mut buf, at)?;
+        if crc32fast::hash(&buf) != self.page_crcs[p as usize] {
+            return Err(Error::corrupt(at, format!("checkpoint index page {p} checksum mismatch")));
+        }
+        // Two threads may read the same page at once; both copies are identical.
+        let _ = cell.set(buf.into_boxed_slice());
+        Ok(cell.get().map(|b| &b[..]).unwrap_or(&[]))
+    }
+
+    /// Where `oid`'s newest record was at checkpoint time.
+    pub fn get(&self, io: &dyn FileIo, oid: Oid) -> Result<Option<Loc>> {
+        if oid.0 >= self.bound() {
+            return Ok(None);
+        }
+        let p = oid.0 / self.per_page();
+        let i = ((oid.0 % self.per_page()) as usize) * INDEX_ENTRY;
+        let page = self.page(io, p)?;
+        let e = page
+            .get(i..i + INDEX_ENTRY)
+            .ok_or_else(|| Error::corrupt(self.page_offset(p), "checkpoint index page too short"))?;
+        let offset = be_u64(&e[0..8]);
+        if offset == 0 {
+            return Ok(None);
+        }
+        Ok(Some(Loc {
+            offset,
+            len: be_u32(&e[8..12]),
+        }))
+    }
+}

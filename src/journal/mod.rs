@@ -1,0 +1,923 @@
+//! The native file format: an append-only journal of transactions with an oid index.
+//!
+//! This layer is pure and synchronous: it knows nothing of async or of object types.
+//! [`Journal`] is the engine; the storage layer makes it async by running its calls on
+//! the blocking pool. The byte layout is documented in [`format`]; where a journal ends
+//! and how damage is classified is decided in [`scan`].
+//!
+//! One process writes a journal at a time (an OS advisory lock enforces it); any number
+//! may open it read-only.
+
+pub mod format;
+pub mod index;
+pub mod io;
+pub mod scan;
+
+use std::collections::{BTreeSet, VecDeque};
+use std::fs::{File, OpenOptions as FsOpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use self::format::{
+    decode_entry, encode_entry, BlockHeader, BlockKind, FileHeader, Slot, BLOCK_HEADER, DATA_START,
+    ENTRY_HEADER, INDEX_ENTRY, SLOT_LEN, SLOT_OFFSETS, TRAILER,
+};
+use self::index::{BaseIndex, Loc, Overlay};
+use self::io::{FileIo, OsFile};
+use self::scan::{Scanner, Step};
+use crate::error::{Error, Result};
+use crate::record::{Changes, CommitRequest, Committed, Loaded, Oid, Record, Tid};
+
+/// How far a commit goes before it returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// A commit returns after its bytes are on stable storage (`fdatasync`). Survives
+    /// process crashes and power loss. The default.
+    #[default]
+    Immediate,
+    /// A commit returns after its bytes are handed to the operating system, without a
+    /// sync. Survives a crash of the process but not of the machine; after a power loss
+    /// the file may need [`Journal::repair`]. For bulk loads and tests.
+    Eventual,
+}
+
+/// How to open a journal.
+#[derive(Clone, Debug)]
+pub struct JournalOptions {
+    /// Sync policy for commits.
+    pub durability: Durability,
+    /// Open without the write lock; every write fails with [`Error::ReadOnly`].
+    pub read_only: bool,
+    /// Create the file if it does not exist (ignored when read-only).
+    pub create: bool,
+    /// Grow the file with zeros this many bytes at a time ahead of the data, so that a
+    /// commit's sync does not also have to make a new file size durable. 0 turns it off.
+    pub preallocate: u64,
+    /// Write an index checkpoint after this many bytes have been appended since the last
+    /// one (and always on close), bounding the work of the next open. `None`: only on
+    /// close.
+    pub checkpoint_every: Option<u64>,
+}
+
+impl Default for JournalOptions {
+    fn default() -> Self {
+        JournalOptions {
+            durability: Durability::Immediate,
+            read_only: false,
+            create: true,
+            preallocate: 4 << 20,
+            checkpoint_every: Some(64 << 20),
+        }
+    }
+}
+
+/// Counters of the work a journal has done since it was opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct JournalStats {
+    /// Transactions committed.
+    pub commits: u64,
+    /// Write groups appended (each one positioned write, followed by one sync when
+    /// durable).
+    pub groups: u64,
+    /// Sync calls made to the operating system.
+    pub syncs: u64,
+    /// Bytes written (including preallocation).
+    pub bytes_written: u64,
+}
+
+/// What [`Journal::repair`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RepairReport {
+    /// Offset the file was truncated at, if it had a torn tail.
+    pub truncated_at: Option<u64>,
+    /// Bytes removed.
+    pub removed: u64,
+    /// The last transaction id kept.
+    pub last_tid: Tid,
+}
+
+/// How many changed oids the in-memory change log keeps before older transactions have
+/// to be read back from the file to answer [`Journal::changes_since`].
+const CHANGE_LOG_LIMIT: usize = 1 << 20;
+/// Entries per checkpoint index page.
+const PAGE_ENTRIES: u64 = 4096;
+/// Oids reserved ahead of use, so that most allocations need no write.
+const OID_RESERVE_AHEAD: u64 = 1024;
+
+/// Everything readers need, behind one read-write lock held only for memory lookups
+/// (and, at worst, the first read of a checkpoint index page).
+struct State {
+    overlay: Overlay,
+    base: Option<Arc<BaseIndex>>,
+    last_tid: u64,
+    last_timestamp: u64,
+    /// Offset where the next block goes.
+    end: u64,
+    /// Next oid to hand out in this process.
+    next_oid: u64,
+    /// Every oid below this is durably recorded as handed out.
+    reserved_oid: u64,
+    /// Transactions since `log_from`, for change queries.
+    log: VecDeque<(u64, Box<[Oid]>)>,
+    log_oids: usize,
+    log_from: u64,
+}
+
+/// State only the writer touches.
+struct Writer {
+    /// The file is zero-filled up to here.
+    prealloc_end: u64,
+    /// A torn tail at this offset must be cut off before the next append.
+    torn_tail: Option<u64>,
+    since_checkpoint: u64,
+    slots: [Option<Slot>; 2],
+}
+
+/// The journal engine: a synchronous, thread-safe handle on one journal file.
+///
+/// Loads run in parallel from many threads; commits are serialised.
+pub struct Journal {
+    io: Box<dyn FileIo>,
+    path: Option<PathBuf>,
+    opts: JournalOptions,
+    state: RwLock<State>,
+    writer: Mutex<Writer>,
+    poisoned: OnceLock<String>,
+    closed: AtomicBool,
+    /// A handle on the locked file description, to release the write lock on close.
+    lock: Option<File>,
+    commits: AtomicU64,
+    groups: AtomicU64,
+    syncs: AtomicU64,
+    bytes_written: AtomicU64,
+}
+
+fn now_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+fn eof_as_corrupt(e: std::io::Error, offset: u64, what: &str) -> Error {
+    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        Error::corrupt(offset, format!("{what} extends past the end of the file"))
+    } else {
+        e.into()
+    }
+}
+
+/// Makes a directory entry durable after a file was created or renamed in it.
+fn sync_dir(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        File::open(dir)?.sync_all()?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
+/// Creates a journal file atomically: the header is written and synced under a
+/// temporary name, then linked into place, so no one ever sees a half-made file.
+fn create_file(path: &Path) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".creating-{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    {
+        let f = FsOpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
+        let io = OsFile::new(f);
+        io.write_all_at(&FileHeader::new(now_micros()).encode_region(), 0)?;
+        io.sync_data()?;
+    }
+    let linked = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => sync_dir(path),
+        // Another process created it first: use theirs.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl Journal {
+    /// Opens (or creates) the journal at `path`.
+    ///
+    /// A writable open takes an exclusive advisory lock on the file and fails with
+    /// [`Error::Locked`] if another process holds it.
+    pub fn open(path: impl AsRef<Path>, opts: JournalOptions) -> Result<Journal> {
+        let path = path.as_ref();
+        if !opts.read_only && opts.create && !path.exists() {
+            create_file(path)?;
+        }
+        let file = FsOpenOptions::new().read(true).write(!opts.read_only).open(path)?;
+        if !opts.read_only {
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(Error::Locked { path: path.to_path_buf() })
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
+            }
+        }
+        let lock = if opts.read_only { None } else { Some(file.try_clone()?) };
+        let mut j = Journal::open_io(Box::new(OsFile::new(file)), opts)?;
+        j.path = Some(path.to_path_buf());
+        j.lock = lock;
+        Ok(j)
+    }
+
+    /// Opens a journal on any [`FileIo`] (an in-memory file, a fault-injecting one). An
+    /// empty writable file is initialised. No lock is taken: the caller owns the file.
+    pub fn open_io(io: Box<dyn FileIo>, opts: JournalOptions) -> Result<Journal> {
+        let mut file_len = io.len()?;
+        let mut head = vec![0u8; (file_len.min(DATA_START)) as usize];
+        io.read_exact_at(&mut head, 0)?;
+        if file_len < DATA_START && head.iter().all(|&b| b == 0) {
+            if opts.read_only {
+                return Err(Error::Format {
+                    reason: "the file is empty".into(),
+                });
+            }
+            let region = FileHeader::new(now_micros()).encode_region();
+            io.write_all_at(&region, 0)?;
+            io.sync_data()?;
+            head = region;
+            file_len = DATA_START;
+        }
+        FileHeader::decode(&head)?;
+        if file_len < DATA_START {
+            return Err(Error::corrupt(file_len, "file header region cut short"));
+        }
+        let slots = [
+            Slot::decode(&head[SLOT_OFFSETS[0] as usize..SLOT_OFFSETS[0] as usize + SLOT_LEN]),
+            Slot::decode(&head[SLOT_OFFSETS[1] as usize..SLOT_OFFSETS[1] as usize + SLOT_LEN]),
+        ];
+        let base = Self::load_checkpoint(&*io, file_len, &slots)?;
+        let (start, mut st) = match &base {
+            Some(b) => (
+                b.block_offset + b.block_len,
+                State {
+                    overlay: Overlay::default(),
+                    last_tid: b.header.tid,
+                    last_timestamp: b.header.timestamp,
+                    end: 0,
+                    next_oid: b.header.next_oid.max(1),
+                    reserved_oid: b.header.next_oid.max(1),
+                    log: VecDeque::new(),
+                    log_oids: 0,
+                    log_from: b.header.tid,
+                    base: Some(b.clone()),
+                },
+            ),
+            None => (
+                DATA_START,
+                State {
+                    overlay: Overlay::default(),
+                    base: None,
+                    last_tid: 0,
+                    last_timestamp: 0,
+                    end: 0,
+                    next_oid: 1,
+                    reserved_oid: 1,
+                    log: VecDeque::new(),
+                    log_oids: 0,
+                    log_from: 0,
+                },
+            ),
+        };
+        let mut torn_tail = None;
+        let mut scanner = Scanner::new(&*io, file_len, start, st.last_tid);
+        loop {
+            match scanner.next_step()? {
+                Step::Block { header, entries, .. } => st.apply_block(&header, &entries),
+                Step::End { offset } => {
+                    st.end = offset;
+                    break;
+                }
+                Step::Torn { offset, .. } => {
+                    st.end = offset;
+                    torn_tail = Some(offset);
+                    break;
+                }
+            }
+        }
+        drop(scanner);
+        let end = st.end;
+        let prealloc_end = if torn_tail.is_some() { end } else { file_len };
+        Ok(Journal {
+            io,
+            path: None,
+            opts,
+            state: RwLock::new(st),
+            writer: Mutex::new(Writer {
+                prealloc_end,
+                torn_tail,
+                // Without a checkpoint, any data at all is worth checkpointing on close.
+                since_checkpoint: if base.is_some() || end == DATA_START { end - start } else { u64::MAX },
+                slots,
+            }),
+            poisoned: OnceLock::new(),
+            closed: AtomicBool::new(false),
+            lock: None,
+            commits: AtomicU64::new(0),
+            groups: AtomicU64::new(0),
+            syncs: AtomicU64::new(0),
+            bytes_written: AtomicU64::new(0),
+        })
+    }
+
+    /// Reads the checkpoint named by the newest valid slot; falls back to the other slot,
+    /// then to none (a full scan), if a checkpoint does not verify.
+    fn load_checkpoint(io: &dyn FileIo, file_len: u64, slots: &[Option<Slot>; 2]) -> Result<Option<Arc<BaseIndex>>> {
+        let mut order: Vec<Slot> = slots.iter().flatten().copied().collect();
+        order.sort_by_key(|s| std::cmp::Reverse(s.seq));
+        for s in order {
+            if s.offset < DATA_START || s.len > file_len || s.offset > file_len - s.len {
+                continue;
+            }
+            let mut hb = [0u8; BLOCK_HEADER];
+            io.read_exact_at(&mut hb, s.offset)?;
+            let Ok(h) = BlockHeader::decode(&hb) else { continue };
+            if h.kind != BlockKind::Checkpoint || h.len != s.len {
+                continue;
+            }
+            let Some(pages) = scan::checkpoint_pages(&h) else { continue };
+            let mut head = vec![0u8; BLOCK_HEADER + 4 * pages as usize];
+            io.read_exact_at(&mut head, s.offset)?;
+            let mut tr = [0u8; TRAILER];
+            io.read_exact_at(&mut tr, s.offset + s.len - TRAILER as u64)?;
+            if crc32fast::hash(&head) != u32::from_be_bytes(tr) {
+                continue;
+            }
+            return Ok(Some(Arc::new(BaseIndex::new(s.offset, h, &head[BLOCK_HEADER..]))));
+        }
+        Ok(None)
+    }
+
+    /// The path this journal was opened from, if any.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// The options it was opened with.
+    pub fn options(&self) -> &JournalOptions {
+        &self.opts
+    }
+
+    fn read_state(&self) -> RwLockReadGuard<'_, State> {
+        // State is only changed by plain memory updates that cannot panic halfway, so
+        // a poisoned lock still guards consistent data.
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write_state(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_writer(&self) -> MutexGuard<'_, Writer> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        Ok(())
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        self.check_open()?;
+        if self.opts.read_only {
+            return Err(Error::ReadOnly);
+        }
+        if let Some(cause) = self.poisoned.get() {
+            return Err(Error::Poisoned { cause: cause.clone() });
+        }
+        Ok(())
+    }
+
+    /// Marks the journal unwritable after a failed write or sync and returns the error.
+    fn poison(&self, e: std::io::Error, during: &str) -> Error {
+        let _ = self.poisoned.set(format!("{during}: {e}"));
+        e.into()
+    }
+
+    fn sync(&self) -> std::io::Result<()> {
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+        self.io.sync_data()
+    }
+
+    /// The last committed transaction id.
+    pub fn last_tid(&self) -> Result<Tid> {
+        self.check_open()?;
+        Ok(Tid(self.read_state().last_tid))
+    }
+
+    /// Counters of the work done since open.
+    pub fn stats(&self) -> JournalStats {
+        JournalStats {
+            commits: self.commits.load(Ordering::Relaxed),
+            groups: self.groups.load(Ordering::Relaxed),
+            syncs: self.syncs.load(Ordering::Relaxed),
+            bytes_written: self.bytes_written.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Offset just past the last block: the logical size of the journal.
+    pub fn end_offset(&self) -> u64 {
+        self.read_state().end
+    }
+
+    /// One past the highest oid that may have a record (for whole-database scans).
+    pub fn oid_bound(&self) -> u64 {
+        let st = self.read_state();
+        st.overlay.bound().max(st.base.as_ref().map_or(0, |b| b.bound()))
+    }
+
+    /// Reads and verifies the entry at `loc`, expecting `oid`.
+    fn read_entry(&self, oid: Oid, loc: Loc, end: u64) -> Result<(Loaded, u64, u32)> {
+        if loc.offset < DATA_START || loc.len as u64 > end || loc.offset > end - loc.len as u64 {
+            return Err(Error::corrupt(loc.offset, format!("index entry for {oid} points outside the journal")));
+        }
+        let mut buf = vec![0u8; loc.len as usize];
+        self.io
+            .read_exact_at(&mut buf, loc.offset)
+            .map_err(|e| eof_as_corrupt(e, loc.offset, "record entry"))?;
+        let eh = decode_entry(&buf, true).map_err(|why| Error::corrupt(loc.offset, why))?;
+        if eh.len != loc.len {
+            return Err(Error::corrupt(loc.offset, "record entry length differs from the index"));
+        }
+        let record = Record::decode(&buf[ENTRY_HEADER..]).map_err(|e| match e {
+            Error::Corrupt { offset, reason } => Error::corrupt(loc.offset + ENTRY_HEADER as u64 + offset, reason),
+            other => other,
+        })?;
+        if record.oid != oid {
+            return Err(Error::corrupt(loc.offset, format!("index points {oid} at a record of {}", record.oid)));
+        }
+        Ok((Loaded { record, tid: Tid(eh.tid) }, eh.prev_offset, eh.prev_len))
+    }
+
+    /// Loads the newest record of `oid`.
+    pub fn load(&self, oid: Oid) -> Result<Loaded> {
+        self.check_open()?;
+        let (loc, end) = {
+            let st = self.read_state();
+            (st.locate(&*self.io, oid)?.map(|(l, _)| l), st.end)
+        };
+        let loc = loc.ok_or(Error::NotFound { oid })?;
+        Ok(self.read_entry(oid, loc, end)?.0)
+    }
+
+    /// Loads the version of `oid` visible at `snapshot`: the newest committed by a
+    /// transaction at or before it.
+    pub fn load_at(&self, oid: Oid, snapshot: Tid) -> Result<Loaded> {
+        self.check_open()?;
+        let (found, end, last) = {
+            let st = self.read_state();
+            (st.locate(&*self.io, oid)?, st.end, st.last_tid)
+        };
+        if snapshot.0 > last {
+            return Err(Error::Invalid(format!(
+                "snapshot {snapshot} is after the last transaction {last}"
+            )));
+        }
+        let (mut loc, _) = found.ok_or(Error::NotFound { oid })?;
+        loop {
+            let (loaded, prev_offset, prev_len) = self.read_entry(oid, loc, end)?;
+            if loaded.tid <= snapshot {
+                return Ok(loaded);
+            }
+            if prev_offset == 0 {
+                return Err(Error::NotFound { oid });
+            }
+            if prev_offset >= loc.offset {
+                return Err(Error::corrupt(loc.offset, "back pointer does not point back"));
+            }
+            loc = Loc { offset: prev_offset, len: prev_len };
+        }
+    }
+
+    /// Loads many oids, each at `snapshot` (or newest); `None` where one does not exist.
+    pub fn load_many(&self, oids: &[Oid], snapshot: Option<Tid>) -> Result<Vec<Option<Loaded>>> {
+        oids.iter()
+            .map(|&oid| {
+                let r = match snapshot {
+                    Some(s) => self.load_at(oid, s),
+                    None => self.load(oid),
+                };
+                match r {
+                    Ok(l) => Ok(Some(l)),
+                    Err(Error::NotFound { .. }) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            })
+            .collect()
+    }
+
+    /// Hands out `n` oids that were never handed out before and never will be again,
+    /// across reopens and crashes: the reservation is made durable before they return.
+    pub fn new_oids(&self, n: u64) -> Result<Vec<Oid>> {
+        let mut w = self.lock_writer();
+        self.check_writable()?;
+        let (first, need) = {
+            let st = self.read_state();
+            let first = st.next_oid;
+            let end = first
+                .checked_add(n)
+                .ok_or_else(|| Error::Invalid("oid space exhausted".into()))?;
+            (first, (end > st.reserved_oid).then_some(end))
+        };
+        if let Some(end) = need {
+            let reserve_to = end.saturating_add(OID_RESERVE_AHEAD.max(n));
+            let (tid, ts, at) = {
+                let st = self.read_state();
+                (st.last_tid, st.last_timestamp, st.end)
+            };
+            let h = BlockHeader {
+                kind: BlockKind::Reservation,
+                len: (BLOCK_HEADER + TRAILER) as u64,
+                tid,
+                timestamp: ts,
+                group_start: at,
+                next_oid: reserve_to,
+                count: 0,
+                aux: 0,
+            };
+            let mut bytes = h.encode().to_vec();
+            let crc = crc32fast::hash(&bytes);
+            bytes.extend_from_slice(&crc.to_be_bytes());
+            self.append_group(&mut w, at, &bytes)?;
+            let mut st = self.write_state();
+            st.end = at + bytes.len() as u64;
+            st.reserved_oid = reserve_to;
+        }
+        let mut st = self.write_state();
+        st.next_oid = first + n;
+        Ok((first..first + n).map(Oid).collect())
+    }
+
+    /// Commits `req` as one transaction: checks that nothing it read or writes was
+    /// committed after its snapshot, appends it in one positioned write, and syncs
+    /// (under [`Durability::Immediate`]) before returning.
+    ///
+    /// A request with no records only validates its reads and returns the current tid.
+    pub fn commit(&self, req: &CommitRequest) -> Result<Committed> {
+        let mut w = self.lock_writer();
+        self.check_writable()?;
+        let (bytes, tid, timestamp, at, prevs) = {
+            let st = self.read_state();
+            let written = req.validate(st.next_oid, Tid(st.last_tid))?;
+            let mut conflicts = BTreeSet::new();
+            for &oid in req.reads.iter().chain(written.iter()) {
+                if st.changed_after(&*self.io, oid, req.snapshot.0)? {
+                    conflicts.insert(oid);
+                }
+            }
+            if !conflicts.is_empty() {
+                return Err(Error::Conflict {
+                    oids: conflicts.into_iter().collect(),
+                });
+            }
+            if req.records.is_empty() {
+                return Ok(Committed {
+                    tid: Tid(st.last_tid),
+                    timestamp: st.last_timestamp,
+                });
+            }
+            let tid = st.last_tid + 1;
+            let timestamp = now_micros().max(st.last_timestamp);
+            let at = w.torn_tail.unwrap_or(st.end);
+            let mut bytes = Vec::with_capacity(
+                BLOCK_HEADER + TRAILER + req.records.iter().map(|r| ENTRY_HEADER + r.framed_len()).sum::<usize>(),
+            );
+            bytes.resize(BLOCK_HEADER, 0);
+            let mut prevs = Vec::with_capacity(req.records.len());
+            for r in &req.records {
+                let prev = st.locate(&*self.io, r.oid)?.map(|(l, _)| l);
+                prevs.push((r.oid, at + bytes.len() as u64, 0u32));
+                let before = bytes.len();
+                encode_entry(&mut bytes, tid, prev.map(|l| (l.offset, l.len)), r)?;
+                if let Some(p) = prevs.last_mut() {
+                    p.2 = (bytes.len() - before) as u32;
+                }
+            }
+            let len = (bytes.len() + TRAILER) as u64;
+            let h = BlockHeader {
+                kind: BlockKind::Transaction,
+                len,
+                tid,
+                timestamp,
+                group_start: at,
+                next_oid: st.reserved_oid,
+                count: req.records.len() as u64,
+                aux: 0,
+            };
+            bytes[..BLOCK_HEADER].copy_from_slice(&h.encode());
+            let crc = crc32fast::hash(&bytes);
+            bytes.extend_from_slice(&crc.to_be_bytes());
+            (bytes, tid, timestamp, at, prevs)
+        };
+        self.append_group(&mut w, at, &bytes)?;
+        {
+            let mut st = self.write_state();
+            for &(oid, offset, len) in &prevs {
+                st.overlay.set(oid, Loc { offset, len }, tid);
+            }
+            st.last_tid = tid;
+            st.last_timestamp = timestamp;
+            st.end = at + bytes.len() as u64;
+            let oids: Box<[Oid]> = prevs.iter().map(|p| p.0).collect();
+            st.push_log(tid, oids);
+        }
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        if let Some(every) = self.opts.checkpoint_every {
+            if w.since_checkpoint >= every {
+                self.write_checkpoint(&mut w)?;
+            }
+        }
+        Ok(Committed {
+            tid: Tid(tid),
+            timestamp,
+        })
+    }
+
+    /// Appends one write group at `at`: cuts off a torn tail first, writes the bytes in
+    /// one positioned write, keeps zeroed space ahead of them, and syncs once.
+    fn append_group(&self, w: &mut Writer, at: u64, bytes: &[u8]) -> Result<()> {
+        if let Some(torn) = w.torn_tail {
+            self.io.set_len(torn).map_err(|e| self.poison(e, "truncating the torn tail"))?;
+            self.sync().map_err(|e| self.poison(e, "syncing the truncation"))?;
+            w.torn_tail = None;
+            w.prealloc_end = torn;
+        }
+        self.io
+            .write_all_at(bytes, at)
+            .map_err(|e| self.poison(e, "appending to the journal"))?;
+        let new_end = at + bytes.len() as u64;
+        let mut written = bytes.len() as u64;
+        if self.opts.preallocate > 0 && new_end + BLOCK_HEADER as u64 > w.prealloc_end {
+            // Grow by a chunk, or by an eighth of the file when that is larger, so the
+            // number of growths stays logarithmic in the file size.
+            let from = w.prealloc_end.max(new_end);
+            let target = new_end + self.opts.preallocate.max(new_end / 8);
+            let zeros = vec![0u8; (target - from) as usize];
+            self.io
+                .write_all_at(&zeros, from)
+                .map_err(|e| self.poison(e, "preallocating journal space"))?;
+            written += zeros.len() as u64;
+            w.prealloc_end = target;
+        }
+        w.prealloc_end = w.prealloc_end.max(new_end);
+        if self.opts.durability == Durability::Immediate {
+            self.sync().map_err(|e| self.poison(e, "syncing the journal"))?;
+        }
+        w.since_checkpoint = w.since_checkpoint.saturating_add(bytes.len() as u64);
+        self.groups.fetch_add(1, Ordering::Relaxed);
+        self.bytes_written.fetch_add(written, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Writes an index checkpoint now, so that the next open only scans what follows.
+    pub fn checkpoint(&self) -> Result<()> {
+        let mut w = self.lock_writer();
+        self.check_writable()?;
+        self.write_checkpoint(&mut w)
+    }
+
+    fn write_checkpoint(&self, w: &mut Writer) -> Result<()> {
+        let (bytes, at) = {
+            let st = self.read_state();
+            let count = st.overlay.bound().max(st.base.as_ref().map_or(0, |b| b.bound()));
+            let pages = count.div_ceil(PAGE_ENTRIES);
+            let len = BLOCK_HEADER as u64 + 4 * pages + INDEX_ENTRY as u64 * count + TRAILER as u64;
+            let at = w.torn_tail.unwrap_or(st.end);
+            let h = BlockHeader {
+                kind: BlockKind::Checkpoint,
+                len,
+                tid: st.last_tid,
+                timestamp: st.last_timestamp,
+                group_start: at,
+                next_oid: st.reserved_oid.max(st.next_oid),
+                count,
+                aux: PAGE_ENTRIES,
+            };
+            let mut entries = Vec::with_capacity((INDEX_ENTRY as u64 * count) as usize);
+            for oid in 0..count {
+                let loc = st.locate(&*self.io, Oid(oid))?.map(|(l, _)| l);
+                let (o, l) = loc.map_or((0, 0), |l| (l.offset, l.len));
+                entries.extend_from_slice(&o.to_be_bytes());
+                entries.extend_from_slice(&l.to_be_bytes());
+            }
+            let mut bytes = Vec::with_capacity(len as usize);
+            bytes.extend_from_slice(&h.encode());
+            for page in entries.chunks((PAGE_ENTRIES as usize) * INDEX_ENTRY) {
+                bytes.extend_from_slice(&crc32fast::hash(page).to_be_bytes());
+            }
+            let crc = crc32fast::hash(&bytes);
+            bytes.extend_from_slice(&entries);
+            bytes.extend_from_slice(&crc.to_be_bytes());
+            (bytes, at)
+        };
+        self.append_group(w, at, &bytes)?;
+        {
+            let mut st = self.write_state();
+            st.end = at + bytes.len() as u64;
+        }
+        // The checkpoint is durable; now point the older slot at it.
+        let which = match (w.slots[0], w.slots[1]) {
+            (None, _) => 0,
+            (_, None) => 1,
+            (Some(a), Some(b)) => usize::from(b.seq < a.seq),
+        };
+        let seq = w.slots.iter().flatten().map(|s| s.seq).max().unwrap_or(0) + 1;
+        let slot = Slot { seq, offset: at, len: bytes.len() as u64 };
+        self.io
+            .write_all_at(&slot.encode(), SLOT_OFFSETS[which])
+            .map_err(|e| self.poison(e, "writing the checkpoint slot"))?;
+        if self.opts.durability == Durability::Immediate {
+            self.sync().map_err(|e| self.poison(e, "syncing the checkpoint slot"))?;
+        }
+        w.slots[which] = Some(slot);
+        w.since_checkpoint = 0;
+        Ok(())
+    }
+
+    /// The oids changed by transactions after `since`, and the tid the answer reaches.
+    pub fn changes_since(&self, since: Tid) -> Result<Changes> {
+        self.check_open()?;
+        let (from_log, last, end) = {
+            let st = self.read_state();
+            if since.0 > st.last_tid {
+                return Err(Error::Invalid(format!(
+                    "tid {since} is after the last transaction {}",
+                    st.last_tid
+                )));
+            }
+            let from_log = (since.0 >= st.log_from).then(|| {
+                let mut set = BTreeSet::new();
+                for (tid, oids) in st.log.iter().rev() {
+                    if *tid <= since.0 {
+                        break;
+                    }
+                    set.extend(oids.iter().copied());
+                }
+                set
+            });
+            (from_log, st.last_tid, st.end)
+        };
+        let set = match from_log {
+            Some(s) => s,
+            None => {
+                // Older than the in-memory log: read the transactions back from the file.
+                let mut set = BTreeSet::new();
+                let mut sc = Scanner::new(&*self.io, end, DATA_START, 0);
+                while let Step::Block { header, entries, .. } = sc.next_step()? {
+                    if header.kind == BlockKind::Transaction && header.tid > since.0 && header.tid <= last {
+                        set.extend(entries.iter().map(|e| e.oid));
+                    }
+                }
+                set
+            }
+        };
+        Ok(Changes {
+            tid: Tid(last),
+            oids: set.into_iter().collect(),
+        })
+    }
+
+    /// Writes a checkpoint if anything was appended since the last one, and closes the
+    /// journal: every later call fails with [`Error::Closed`].
+    pub fn close(&self) -> Result<()> {
+        let mut w = self.lock_writer();
+        if self.closed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let r = if !self.opts.read_only && self.poisoned.get().is_none() && w.since_checkpoint > 0 {
+            self.write_checkpoint(&mut w)
+        } else {
+            Ok(())
+        };
+        self.closed.store(true, Ordering::Release);
+        if let Some(f) = &self.lock {
+            // Another process may open the file for writing as soon as this returns.
+            let _ = f.unlock();
+        }
+        r
+    }
+
+    /// Cuts a torn tail off the journal at `path`, after checking every block from the
+    /// start. Corruption before the tail is returned as an error, and nothing is changed.
+    pub fn repair(path: impl AsRef<Path>) -> Result<RepairReport> {
+        let path = path.as_ref();
+        let file = FsOpenOptions::new().read(true).write(true).open(path)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked { path: path.to_path_buf() }),
+            Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
+        }
+        let io = OsFile::new(file);
+        let len = io.len()?;
+        let mut head = vec![0u8; len.min(DATA_START) as usize];
+        io.read_exact_at(&mut head, 0)?;
+        FileHeader::decode(&head)?;
+        let mut sc = Scanner::new(&io, len, DATA_START, 0);
+        let mut last = 0;
+        let cut = loop {
+            match sc.next_step()? {
+                Step::Block { header, .. } => {
+                    if header.kind == BlockKind::Transaction {
+                        last = header.tid;
+                    }
+                }
+                Step::End { .. } => break None,
+                Step::Torn { offset, .. } => break Some(offset),
+            }
+        };
+        if let Some(at) = cut {
+            // A slot can only name a checkpoint that was synced before the torn write, so
+            // slots never point past the cut; clear any that would, to be safe.
+            for &so in &SLOT_OFFSETS {
+                let mut b = [0u8; SLOT_LEN];
+                io.read_exact_at(&mut b, so)?;
+                if let Some(s) = Slot::decode(&b) {
+                    if s.offset.saturating_add(s.len) > at {
+                        io.write_all_at(&[0u8; SLOT_LEN], so)?;
+                    }
+                }
+            }
+            io.set_len(at)?;
+            io.sync_data()?;
+        }
+        Ok(RepairReport {
+            truncated_at: cut,
+            removed: cut.map_or(0, |c| len - c),
+            last_tid: Tid(last),
+        })
+    }
+}
+
+impl State {
+    /// Folds one scanned block into the state.
+    fn apply_block(&mut self, h: &BlockHeader, entries: &[scan::ScannedEntry]) {
+        self.reserved_oid = self.reserved_oid.max(h.next_oid);
+        if h.kind != BlockKind::Transaction {
+            self.next_oid = self.next_oid.max(self.reserved_oid);
+            return;
+        }
+        for e in entries {
+            self.overlay.set(e.oid, Loc { offset: e.offset, len: e.len }, h.tid);
+            self.reserved_oid = self.reserved_oid.max(e.oid.0 + 1);
+        }
+        self.next_oid = self.next_oid.max(self.reserved_oid);
+        self.last_tid = h.tid;
+        self.last_timestamp = self.last_timestamp.max(h.timestamp);
+        let oids: Box<[Oid]> = entries.iter().map(|e| e.oid).collect();
+        self.push_log(h.tid, oids);
+    }
+
+    fn push_log(&mut self, tid: u64, oids: Box<[Oid]>) {
+        self.log_oids += oids.len();
+        self.log.push_back((tid, oids));
+        while self.log_oids > CHANGE_LOG_LIMIT && self.log.len() > 1 {
+            if let Some((t, o)) = self.log.pop_front() {
+                self.log_oids -= o.len();
+                self.log_from = t;
+            }
+        }
+    }
+
+    /// Where `oid`'s newest entry is, and the tid that wrote it when known in memory.
+    fn locate(&self, io: &dyn FileIo, oid: Oid) -> Result<Option<(Loc, Option<u64>)>> {
+        if let Some((loc, tid)) = self.overlay.get(oid) {
+            return Ok(Some((loc, Some(tid))));
+        }
+        match &self.base {
+            Some(b) => Ok(b.get(io, oid)?.map(|l| (l, None))),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether a transaction after `snapshot` wrote `oid`.
+    fn changed_after(&self, io: &dyn FileIo, oid: Oid, snapshot: u64) -> Result<bool> {
+        match self.locate(io, oid)? {
+            None => Ok(false),
+            Some((_, Some(t))) => Ok(t > snapshot),
+            // Only in the checkpoint: written at or before the checkpoint's tid.
+            Some((_, None)) if self.base.as_ref().is_some_and(|b| b.tid() <= snapshot) => Ok(false),
+            Some((loc, None)) => {
+                // A snapshot older than the checkpoint: the entry itself says when.
+                let mut b = [0u8; 16];
+                io.read_exact_at(&mut b, loc.offset)
+                    .map_err(|e| eof_as_corrupt(e, loc.offset, "record entry"))?;
+                Ok(crate::record::be_u64(&b[8..16]) > snapshot)
+            }
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! Reading blocks in order: the one place that decides where a journal ends, whether
+//! damage is a torn tail or corruption, and what a well-formed block looks like.
+
+use super::format::{
+    decode_entry, trailer_crc, BlockHeader, BlockKind, HeaderProblem, BLOCK_HEADER, ENTRY_HEADER,
+    INDEX_ENTRY, TRAILER,
+};
+use super::io::FileIo;
+use crate::error::{Error, Result};
+use crate::record::{split_framed, Oid};
+
+/// First read size; small so that opening a store whose tail is short stays cheap.
+const FIRST_CHUNK: usize = 64 * 1024;
+/// Largest read-ahead; reads grow towards it while a long tail is scanned.
+const MAX_CHUNK: usize = 8 * 1024 * 1024;
+
+/// One record entry found in a transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScannedEntry {
+    /// The record's oid.
+    pub oid: Oid,
+    /// Absolute offset of the entry.
+    pub offset: u64,
+    /// Entry length.
+    pub len: u32,
+    /// The previous version's entry, as recorded.
+    pub prev_offset: u64,
+}
+
+/// What the scanner found at its position.
+#[derive(Debug)]
+pub enum Step {
+    /// A well-formed block. For transactions, `entries` lists its records in order.
+    Block {
+        /// Absolute offset of the block.
+        offset: u64,
+        /// Its header.
+        header: BlockHeader,
+        /// Its record entries (transactions only).
+        entries: Vec<ScannedEntry>,
+    },
+    /// The journal ends cleanly here (end of file or zeroed preallocated space).
+    End {
+        /// Offset of the end.
+        offset: u64,
+    },
+    /// The journal ends here because the last write was cut off; bytes from `offset`
+    /// on are a torn tail.
+    Torn {
+        /// Offset of the first damaged byte range.
+        offset: u64,
+        /// What was wrong with it.
+        reason: &'static str,
+    },
+}
+
+/// Reads blocks sequentially from a file.
+pub struct Scanner<'a> {
+    io: &'a dyn FileIo,
+    file_len: u64,
+    pos: u64,
+    last_tid: u64,
+    buf: Vec<u8>,
+    buf_start: u64,
+    chunk: usize,
+}
+
+impl<'a> Scanner<'a> {
+    /// A scanner starting at `pos`, which expects tids above `last_tid`.
+    pub fn new(io: &'a dyn FileIo, file_len: u64, pos: u64, last_tid: u64) -> Scanner<'a> {
+        Scanner {
+            io,
+            file_len,
+            pos,
+            last_tid,
+            buf: Vec::new(),
+            buf_start: pos,
+            chunk: FIRST_CHUNK,
+        }
+    }
+
+    /// The offset of the next block.
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// Bytes `[pos, pos + n)`, which the caller has checked lie inside the file.
+    fn fetch(&mut self, pos: u64, n: usize) -> Result<&[u8]> {
+        let have = pos >= self.buf_start && pos + n as u64 <= self.buf_start + self.buf.len() as u64;
+        if !have {
+            let want = (n.max(self.chunk) as u64).min(self.file_len - pos) as usize;
+            self.buf.clear();
+            self.buf.resize(want, 0);
+            self.io.read_exact_at(&mut self.buf, pos)?;
+            self.buf_start = pos;
+            self.chunk = (self.chunk * 2).min(MAX_CHUNK);
+        }
+        let s = (pos - self.buf_start) as usize;
+        Ok(&self.buf[s..s + n])
+    }
+
+    /// Reads the next block and advances past it.
+    pub fn next_step(&mut self) -> Result<Step> {
+        let offset = self.pos;
+        let remaining = self.file_len.saturating_sub(offset);
+        if remaining == 0 {
+            return Ok(Step::End { offset });
+        }
+        if remaining < BLOCK_HEADER as u64 {
+            let rest = self.fetch(offset, remaining as usize)?;
+            if rest.iter().all(|&b| b == 0) {
+                return Ok(Step::End { offset });
+            }
+            return self.damage(offset, "block header cut short by the end of the file");
+        }
+        let header = match BlockHeader::decode(self.fetch(offset, BLOCK_HEADER)?) {
+            Ok(h) => h,
+            Err(HeaderProblem::Zero) => return Ok(Step::End { offset }),
+            Err(HeaderProblem::Bad(why)) => return self.damage(offset, why),
+        };
+        if header.len > remaining {
+            return self.damage(offset, "block extends past the end of the file");
+        }
+        if header.group_start > offset {
+            return Err(Error::corrupt(offset, "block's write group starts after the block"));
+        }
+        let entries = match header.kind {
+            BlockKind::Transaction => match self.read_transaction(offset, &header)? {
+                Ok(entries) => entries,
+                Err(why) => return self.damage(offset, why),
+            },
+            BlockKind::Checkpoint => {
+                if let Err(why) = self.check_checkpoint(offset, &header)? {
+                    return self.damage(offset, why);
+                }
+                Vec::new()
+            }
+            BlockKind::Reservation => {
+                if header.len != (BLOCK_HEADER + TRAILER) as u64 {
+                    return Err(Error::corrupt(offset, "reservation block has the wrong length"));
+                }
+                let b = self.fetch(offset, header.len as usize)?;
+                if crc32fast::hash(&b[..BLOCK_HEADER]) != trailer_crc(b) {
+                    return self.damage(offset, "reservation checksum mismatch");
+                }
+                Vec::new()
+            }
+        };
+        if header.kind == BlockKind::Transaction {
+            if header.tid <= self.last_tid {
+                return Err(Error::corrupt(
+                    offset,
+                    format!("transaction id {} does not follow {}", header.tid, self.last_tid),
+                ));
+            }
+            self.last_tid = header.tid;
+        } else if header.tid != self.last_tid {
+            return Err(Error::corrupt(
+                offset,
+                format!("block names last tid {} but the journal is at {}", header.tid, self.last_tid),
+            ));
+        }
+        self.pos = offset + header.len;
+        Ok(Step::Block {
+            offset,
+            header,
+            entries,
+        })
+    }
+
+    /// Checks a transaction's CRC and parses its entries. The outer `Result` is I/O or
+    /// a well-checksummed but malformed block (corruption); the inner `Err` is damage.
+    fn read_transaction(
+        &mut self,
+        offset: u64,
+        h: &BlockHeader,
+    ) -> Result<std::result::Result<Vec<ScannedEntry>, &'static str>> {
+        let len = h.len as usize;
+        let tid = h.tid;
+        let count = h.count;
+        let block = self.fetch(offset, len)?;
+        if crc32fast::hash(&block[..len - TRAILER]) != trailer_crc(block) {
+            return Ok(Err("transaction checksum mismatch"));
+        }
+        // Each entry takes at least 40 bytes, so a count beyond that is malformed; this
+        // also bounds the allocation below by the block's length.
+        if count > (len / (ENTRY_HEADER + crate::record::RECORD_HEADER)) as u64 {
+            return Err(Error::corrupt(offset, "transaction claims more records than fit"));
+        }
+        let mut entries = Vec::with_capacity(count as usize);
+        let body = &block[BLOCK_HEADER..len - TRAILER];
+        let mut at = 0usize;
+        for _ in 0..count {
+            let e_off = offset + (BLOCK_HEADER + at) as u64;
+            let eh = decode_entry(&body[at..], false).map_err(|why| Error::corrupt(e_off, why))?;
+            if eh.tid != tid {
+                return Err(Error::corrupt(e_off, "record entry's tid differs from its transaction's"));
+            }
+            if eh.prev_offset >= offset {
+                return Err(Error::corrupt(e_off, "record entry's back pointer does not point back"));
+            }
+            let framed = &body[at + ENTRY_HEADER..at + eh.len as usize];
+            let (oid, _, _) = split_framed(framed).map_err(|e| match e {
+                Error::Corrupt { offset: o, reason } => Error::corrupt(e_off + ENTRY_HEADER as u64 + o, reason),
+                other => other,
+            })?;
+            entries.push(ScannedEntry {
+                oid,
+                offset: e_off,
+                len: eh.len,
+                prev_offset: eh.prev_offset,
+            });
+            at += eh.len as usize;
+        }
+        if at != body.len() {
+            return Err(Error::corrupt(offset, "transaction length does not match its records"));
+        }
+        Ok(Ok(entries))
+    }
+
+    /// Checks a checkpoint block's shape and its header-and-page-CRC checksum.
+    fn check_checkpoint(&mut self, offset: u64, h: &BlockHeader) -> Result<std::result::Result<(), &'static str>> {
+        let pages = checkpoint_pages(h).ok_or_else(|| Error::corrupt(offset, "checkpoint has an impossible shape"))?;
+        let head_len = BLOCK_HEADER + 4 * pages as usize;
+        let head = self.fetch(offset, head_len)?;
+        let mut hasher = crc32fast::Hasher::new();
+        hasher.update(head);
+        let crc = hasher.finalize();
+        let trailer = self.fetch(offset + h.len - TRAILER as u64, TRAILER)?;
+        if crc != trailer_crc(trailer) {
+            return Ok(Err("checkpoint checksum mismatch"));
+        }
+        Ok(Ok(()))
+    }
+
+    /// Decides whether damage at `offset` is a torn tail or corruption: corruption if
+    /// an intact block from a later write group exists anywhere after it.
+    fn damage(&mut self, offset: u64, reason: &'static str) -> Result<Step> {
+        if let Some(later) = find_later_group(self.io, self.file_len, offset)? {
+            return Err(Error::corrupt(
+                offset,
+                format!("{reason}, and an intact later transaction follows at offset {later}"),
+            ));
+        }
+        Ok(Step::Torn { offset, reason })
+    }
+}
+
+/// The number of index pages of a checkpoint, if its header's numbers are consistent.
+pub fn checkpoint_pages(h: &BlockHeader) -> Option<u64> {
+    let per_page = h.aux;
+    if per_page == 0 || per_page > u32::MAX as u64 {
+        return None;
+    }
+    let pages = h.count.div_ceil(per_page);
+    let want = (BLOCK_HEADER as u64)
+        .checked_add(pages.checked_mul(4)?)?
+        .checked_add(h.count.checked_mul(INDEX_ENTRY as u64)?)?
+        .checked_add(TRAILER as u64)?;
+    (want == h.len).then_some(pages)
+}
+
+/// Searches the file after `damaged` for an intact block header whose write group
+/// started after `damaged`; returns its offset.
+pub fn find_later_group(io: &dyn FileIo, file_len: u64, damaged: u64) -> Result<Option<u64>> {
+    const WINDOW: usize = 1 << 20;
+    let mut start = damaged + 1;
+    let mut buf = vec![0u8; WINDOW + BLOCK_HEADER];
+    while start + BLOCK_HEADER as u64 <= file_len {
+        let n = ((file_len - start) as usize).min(buf.len());
+        io.read_exact_at(&mut buf[..n], start)?;
+        let last = n - BLOCK_HEADER;
+        for i in 0..=last {
+            if buf[i] != b'D' || BlockKind::from_magic(&buf[i..i + 4]).is_none() {
+                continue;
+            }
+            if let Ok(h) = BlockHeader::decode(&buf[i..i + BLOCK_HEADER]) {
+                let at = start + i as u64;
+                if h.group_start > damaged && h.group_start <= at {
+                    return Ok(Some(at));
+                }
+            }
+        }
+        start += last as u64 + 1;
+    }
+    Ok(None)
+}

@@ -1,0 +1,67 @@
+//! The embedded default: the journal file, made async through [`Unblocked`].
+
+use std::path::{Path, PathBuf};
+
+use super::{SyncStorage, Unblocked};
+use crate::error::Result;
+use crate::journal::io::FileIo;
+use crate::journal::{Journal, JournalOptions, RepairReport};
+use crate::record::{Changes, CommitRequest, Committed, Loaded, Oid, Tid};
+
+/// The journal file storage: [`Journal`] on the blocking pool.
+pub type FileStorage = Unblocked<Journal>;
+
+impl Unblocked<Journal> {
+    /// Opens or creates the journal at `path` (see [`Journal::open`]).
+    pub async fn open(path: impl Into<PathBuf>, opts: JournalOptions) -> Result<FileStorage> {
+        let path = path.into();
+        blocking::unblock(move || Journal::open(path, opts)).await.map(Unblocked::new)
+    }
+
+    /// Opens a journal on any [`FileIo`] (see [`Journal::open_io`]).
+    pub async fn open_io(io: Box<dyn FileIo>, opts: JournalOptions) -> Result<FileStorage> {
+        blocking::unblock(move || Journal::open_io(io, opts)).await.map(Unblocked::new)
+    }
+
+    /// Cuts a torn tail off the journal at `path` (see [`Journal::repair`]).
+    pub async fn repair(path: impl AsRef<Path>) -> Result<RepairReport> {
+        let path = path.as_ref().to_path_buf();
+        blocking::unblock(move || Journal::repair(path)).await
+    }
+
+    /// The journal engine.
+    pub fn journal(&self) -> &Journal {
+        self.engine()
+    }
+}
+
+impl SyncStorage for Journal {
+    fn load(&self, oid: Oid) -> Result<Loaded> {
+        Journal::load(self, oid)
+    }
+    fn load_at(&self, oid: Oid, snapshot: Tid) -> Result<Loaded> {
+        Journal::load_at(self, oid, snapshot)
+    }
+    fn load_many(&self, oids: &[Oid], snapshot: Option<Tid>) -> Result<Vec<Option<Loaded>>> {
+        Journal::load_many(self, oids, snapshot)
+    }
+    fn new_oids(&self, n: u64) -> Result<Vec<Oid>> {
+        Journal::new_oids(self, n)
+    }
+    fn commit(&self, req: &CommitRequest) -> Result<Committed> {
+        Journal::commit(self, req)
+    }
+    fn changes_since(&self, since: Tid) -> Result<Changes> {
+        Journal::changes_since(self, since)
+    }
+    fn last_tid(&self) -> Result<Tid> {
+        Journal::last_tid(self)
+    }
+    fn oid_bound(&self) -> Result<u64> {
+        Journal::last_tid(self)?;
+        Ok(Journal::oid_bound(self))
+    }
+    fn close(&self) -> Result<()> {
+        Journal::close(self)
+    }
+}

@@ -1,0 +1,164 @@
+//! The `Storage` trait: the only interface the layers above use to reach stored records.
+//!
+//! A storage moves [`Record`](crate::record::Record)s by oid and knows nothing of the
+//! types encoded in them. Every method is async and runtime-agnostic. Synchronous
+//! engines implement [`SyncStorage`] and become async through the one generic adapter,
+//! [`Unblocked`], which runs each call on the `blocking` thread pool so that no file
+//! I/O ever runs on an executor thread.
+//!
+//! Implementations: [`MemoryStorage`] (in memory, for tests and caches) and
+//! [`FileStorage`] (the journal file, the embedded default).
+
+mod file;
+mod memory;
+mod unblocked;
+
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+
+use crate::error::Result;
+use crate::record::{Changes, CommitRequest, Committed, Loaded, Oid, Tid};
+
+pub use file::FileStorage;
+pub use memory::MemoryStorage;
+pub use unblocked::Unblocked;
+
+/// An async store of records, shared by many tasks.
+///
+/// # Cancel safety
+///
+/// Dropping a returned future never leaves the storage inconsistent. A dropped
+/// [`commit`](Storage::commit) may still have committed: once the write has started it
+/// runs to completion off the caller's task, and the transaction is then visible to
+/// everyone as usual. Check with [`changes_since`](Storage::changes_since) or by
+/// reading if it matters.
+pub trait Storage: Send + Sync + 'static {
+    /// The newest record of `oid`, or [`Error::NotFound`](crate::Error::NotFound).
+    fn load(&self, oid: Oid) -> BoxFuture<'_, Result<Loaded>>;
+
+    /// The version of `oid` visible at `snapshot`: the newest one committed by a
+    /// transaction at or before it.
+    fn load_at(&self, oid: Oid, snapshot: Tid) -> BoxFuture<'_, Result<Loaded>>;
+
+    /// Many records in one call, each at `snapshot` (or newest when `None`); `None` in
+    /// the result where an oid has no record.
+    fn load_many(&self, oids: Vec<Oid>, snapshot: Option<Tid>) -> BoxFuture<'_, Result<Vec<Option<Loaded>>>>;
+
+    /// `n` fresh oids, never handed out before and never to be handed out again (not
+    /// after a reopen, a crash or a pack).
+    fn new_oids(&self, n: u64) -> BoxFuture<'_, Result<Vec<Oid>>>;
+
+    /// Commits a transaction, failing with [`Error::Conflict`](crate::Error::Conflict)
+    /// (naming the oids) if any oid it read or writes was committed after its snapshot.
+    fn commit(&self, req: CommitRequest) -> BoxFuture<'_, Result<Committed>>;
+
+    /// The oids changed by transactions after `since` (invalidations).
+    fn changes_since(&self, since: Tid) -> BoxFuture<'_, Result<Changes>>;
+
+    /// The id of the last committed transaction.
+    fn last_tid(&self) -> BoxFuture<'_, Result<Tid>>;
+
+    /// Every current record, as of the moment the scan starts, in oid order.
+    fn scan(&self) -> BoxStream<'static, Result<Loaded>>;
+
+    /// Flushes what needs flushing and closes; later calls fail with
+    /// [`Error::Closed`](crate::Error::Closed).
+    fn close(&self) -> BoxFuture<'_, Result<()>>;
+}
+
+/// A synchronous storage engine. [`Unblocked`] turns any `SyncStorage` into a
+/// [`Storage`]; the methods mean the same as there.
+pub trait SyncStorage: Send + Sync + 'static {
+    /// See [`Storage::load`].
+    fn load(&self, oid: Oid) -> Result<Loaded>;
+    /// See [`Storage::load_at`].
+    fn load_at(&self, oid: Oid, snapshot: Tid) -> Result<Loaded>;
+    /// See [`Storage::load_many`].
+    fn load_many(&self, oids: &[Oid], snapshot: Option<Tid>) -> Result<Vec<Option<Loaded>>>;
+    /// See [`Storage::new_oids`].
+    fn new_oids(&self, n: u64) -> Result<Vec<Oid>>;
+    /// See [`Storage::commit`].
+    fn commit(&self, req: &CommitRequest) -> Result<Committed>;
+    /// See [`Storage::changes_since`].
+    fn changes_since(&self, since: Tid) -> Result<Changes>;
+    /// See [`Storage::last_tid`].
+    fn last_tid(&self) -> Result<Tid>;
+    /// One past the highest oid that may have a record.
+    fn oid_bound(&self) -> Result<u64>;
+    /// See [`Storage::close`].
+    fn close(&self) -> Result<()>;
+}
+
+/// How many records a scan reads per step.
+const SCAN_BATCH: u64 = 256;
+
+/// Walks every oid below the bound at one snapshot, in batches.
+struct ScanIter<S: SyncStorage + ?Sized> {
+    storage: std::sync::Arc<S>,
+    snapshot: Option<Tid>,
+    next: u64,
+    bound: u64,
+    ready: std::vec::IntoIter<Loaded>,
+    done: bool,
+}
+
+impl<S: SyncStorage + ?Sized> ScanIter<S> {
+    fn new(storage: std::sync::Arc<S>) -> Self {
+        ScanIter {
+            storage,
+            snapshot: None,
+            next: 0,
+            bound: 0,
+            ready: Vec::new().into_iter(),
+            done: false,
+        }
+    }
+}
+
+impl<S: SyncStorage + ?Sized> Iterator for ScanIter<S> {
+    type Item = Result<Loaded>;
+
+    fn next(&mut self) -> Option<Result<Loaded>> {
+        loop {
+            if let Some(l) = self.ready.next() {
+                return Some(Ok(l));
+            }
+            if self.done {
+                return None;
+            }
+            let snapshot = match self.snapshot {
+                Some(s) => s,
+                None => {
+                    // Fix the snapshot and bound on the first step, not at creation, so
+                    // this runs on the thread that drives the scan.
+                    let r = self.storage.last_tid().and_then(|t| Ok((t, self.storage.oid_bound()?)));
+                    match r {
+                        Ok((t, b)) => {
+                            self.snapshot = Some(t);
+                            self.bound = b;
+                            t
+                        }
+                        Err(e) => {
+                            self.done = true;
+                            return Some(Err(e));
+                        }
+                    }
+                }
+            };
+            if self.next >= self.bound {
+                self.done = true;
+                return None;
+            }
+            let end = self.bound.min(self.next + SCAN_BATCH);
+            let oids: Vec<Oid> = (self.next..end).map(Oid).collect();
+            self.next = end;
+            match self.storage.load_many(&oids, Some(snapshot)) {
+                Ok(v) => self.ready = v.into_iter().flatten().collect::<Vec<_>>().into_iter(),
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+}
