@@ -15,8 +15,9 @@ use std::fmt;
 use crate::error::{Error, Result};
 
 /// Identifies one persistent object for the life of the database. Oids are never reused.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct Oid(pub u64);
 
@@ -123,7 +124,10 @@ impl CommitRequest {
                 return Err(Error::Invalid(format!("oid {} was never allocated", r.oid)));
             }
             if !written.insert(r.oid) {
-                return Err(Error::Invalid(format!("oid {} written twice in one commit", r.oid)));
+                return Err(Error::Invalid(format!(
+                    "oid {} written twice in one commit",
+                    r.oid
+                )));
             }
         }
         Ok(written)
@@ -197,10 +201,7 @@ impl Record {
     /// field that is wrong; it never panics and never allocates more than `bytes.len()`.
     pub fn decode(bytes: &[u8]) -> Result<Record> {
         let (oid, data, refs) = split_framed(bytes)?;
-        let refs = refs
-            .chunks_exact(8)
-            .map(|c| Oid(be_u64(c)))
-            .collect::<Vec<_>>();
+        let refs = refs.chunks_exact(8).map(|c| Oid(be_u64(c))).collect::<Vec<_>>();
         Ok(Record {
             oid,
             data: data.to_vec(),
@@ -276,18 +277,29 @@ mod tests {
 
     #[test]
     fn malformed_records_are_errors() {
-        assert!(matches!(Record::decode(&[0; 11]), Err(Error::Corrupt { offset: 0, .. })));
+        assert!(matches!(
+            Record::decode(&[0; 11]),
+            Err(Error::Corrupt { offset: 0, .. })
+        ));
         let mut b = Record::new(Oid(1), vec![1, 2], vec![]).encode().unwrap();
         b[11] = 3; // claims more data than present
-        assert!(matches!(Record::decode(&b), Err(Error::Corrupt { offset: 8, .. })));
+        assert!(matches!(
+            Record::decode(&b),
+            Err(Error::Corrupt { offset: 8, .. })
+        ));
         let mut b = Record::new(Oid(1), vec![], vec![Oid(2)]).encode().unwrap();
         b.pop();
-        assert!(matches!(Record::decode(&b), Err(Error::Corrupt { offset: 12, .. })));
+        assert!(matches!(
+            Record::decode(&b),
+            Err(Error::Corrupt { offset: 12, .. })
+        ));
     }
 
     #[test]
     fn every_prefix_of_a_record_decodes_or_errors() {
-        let b = Record::new(Oid(3), vec![9; 20], vec![Oid(4), Oid(5)]).encode().unwrap();
+        let b = Record::new(Oid(3), vec![9; 20], vec![Oid(4), Oid(5)])
+            .encode()
+            .unwrap();
         for n in 0..b.len() {
             let _ = Record::decode(&b[..n]);
         }

@@ -267,7 +267,10 @@ impl FileHeader {
         }
         let data_start = be_u64(&b[16..24]);
         if data_start != DATA_START {
-            return Err(Error::corrupt(16, format!("data start {data_start} is not {DATA_START}")));
+            return Err(Error::corrupt(
+                16,
+                format!("data start {data_start} is not {DATA_START}"),
+            ));
         }
         Ok(FileHeader {
             version,
@@ -403,7 +406,10 @@ mod tests {
         for i in 0..BLOCK_HEADER {
             let mut d = b;
             d[i] ^= 0x10;
-            assert!(matches!(BlockHeader::decode(&d), Err(HeaderProblem::Bad(_))), "byte {i}");
+            assert!(
+                matches!(BlockHeader::decode(&d), Err(HeaderProblem::Bad(_))),
+                "byte {i}"
+            );
         }
         assert_eq!(BlockHeader::decode(&[0; 64]), Err(HeaderProblem::Zero));
     }
@@ -414,16 +420,26 @@ mod tests {
         assert_eq!(FileHeader::decode(&b).unwrap().created, 5);
         let mut v = b.clone();
         v[11] = 2;
-        assert!(matches!(FileHeader::decode(&v), Err(Error::Version { found: 2, .. })));
+        assert!(matches!(
+            FileHeader::decode(&v),
+            Err(Error::Version { found: 2, .. })
+        ));
         assert!(matches!(FileHeader::decode(b"hello"), Err(Error::Format { .. })));
         let mut c = b;
         c[30] ^= 1;
-        assert!(matches!(FileHeader::decode(&c), Err(Error::Corrupt { offset: 0, .. })));
+        assert!(matches!(
+            FileHeader::decode(&c),
+            Err(Error::Corrupt { offset: 0, .. })
+        ));
     }
 
     #[test]
     fn slot_round_trip() {
-        let s = Slot { seq: 2, offset: 8192, len: 77 };
+        let s = Slot {
+            seq: 2,
+            offset: 8192,
+            len: 77,
+        };
         assert_eq!(Slot::decode(&s.encode()), Some(s));
         let mut b = s.encode();
         b[3] ^= 1;

@@ -38,7 +38,13 @@ impl Overlay {
     /// The newest entry of `oid` and the tid that wrote it, if written since the checkpoint.
     pub fn get(&self, oid: Oid) -> Option<(Loc, u64)> {
         let s = self.slots.get(usize::try_from(oid.0).ok()?)?;
-        (s.offset != 0).then_some((Loc { offset: s.offset, len: s.len }, s.tid))
+        (s.offset != 0).then_some((
+            Loc {
+                offset: s.offset,
+                len: s.len,
+            },
+            s.tid,
+        ))
     }
 
     /// Records that `oid`'s newest entry is `loc`, written by `tid`.
@@ -125,7 +131,10 @@ impl BaseIndex {
         let mut buf = vec![0u8; (self.page_entries(p) * INDEX_ENTRY as u64) as usize];
         io.read_exact_at(&mut buf, at)?;
         if crc32fast::hash(&buf) != self.page_crcs[p as usize] {
-            return Err(Error::corrupt(at, format!("checkpoint index page {p} checksum mismatch")));
+            return Err(Error::corrupt(
+                at,
+                format!("checkpoint index page {p} checksum mismatch"),
+            ));
         }
         // Two threads may read the same page at once; both copies are identical.
         let _ = cell.set(buf.into_boxed_slice());

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 /// Positioned file I/O: everything the journal asks of a file.
 ///
 /// Methods take `&self` so that many readers can issue positioned reads at once.
+#[allow(clippy::len_without_is_empty)] // a file length, not a collection
 pub trait FileIo: Send + Sync + 'static {
     /// Reads up to `buf.len()` bytes at `offset`; returns fewer only at end of file.
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;

@@ -12,6 +12,9 @@ pub mod format;
 pub mod index;
 pub mod io;
 pub mod scan;
+mod verify;
+
+pub use verify::{verify, VerifyReport};
 
 use std::collections::{BTreeSet, VecDeque};
 use std::fs::{File, OpenOptions as FsOpenOptions};
@@ -103,8 +106,12 @@ pub struct RepairReport {
 const CHANGE_LOG_LIMIT: usize = 1 << 20;
 /// Entries per checkpoint index page.
 const PAGE_ENTRIES: u64 = 4096;
-/// Oids reserved ahead of use, so that most allocations need no write.
-const OID_RESERVE_AHEAD: u64 = 1024;
+/// Oids reserved ahead of use at least, so that most allocations need no write. The
+/// reservation grows with what this process has handed out (up to
+/// `OID_RESERVE_AHEAD_MAX`), so a busy allocator writes rarely and a process that
+/// allocates little leaves only a small gap in the oid space behind it.
+const OID_RESERVE_AHEAD: u64 = 64;
+const OID_RESERVE_AHEAD_MAX: u64 = 1 << 16;
 
 /// Everything readers need, behind one read-write lock held only for memory lookups
 /// (and, at worst, the first read of a checkpoint index page).
@@ -133,6 +140,8 @@ struct Writer {
     torn_tail: Option<u64>,
     since_checkpoint: u64,
     slots: [Option<Slot>; 2],
+    /// The first oid this process handed out (sizes the reservations).
+    first_oid_this_session: u64,
 }
 
 /// The journal engine: a synchronous, thread-safe handle on one journal file.
@@ -191,7 +200,11 @@ fn create_file(path: &Path) -> Result<()> {
     tmp.push(format!(".creating-{}", std::process::id()));
     let tmp = PathBuf::from(tmp);
     {
-        let f = FsOpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
+        let f = FsOpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
         let io = OsFile::new(f);
         io.write_all_at(&FileHeader::new(now_micros()).encode_region(), 0)?;
         io.sync_data()?;
@@ -216,17 +229,26 @@ impl Journal {
         if !opts.read_only && opts.create && !path.exists() {
             create_file(path)?;
         }
-        let file = FsOpenOptions::new().read(true).write(!opts.read_only).open(path)?;
+        let file = FsOpenOptions::new()
+            .read(true)
+            .write(!opts.read_only)
+            .open(path)?;
         if !opts.read_only {
             match file.try_lock() {
                 Ok(()) => {}
                 Err(std::fs::TryLockError::WouldBlock) => {
-                    return Err(Error::Locked { path: path.to_path_buf() })
+                    return Err(Error::Locked {
+                        path: path.to_path_buf(),
+                    })
                 }
                 Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
             }
         }
-        let lock = if opts.read_only { None } else { Some(file.try_clone()?) };
+        let lock = if opts.read_only {
+            None
+        } else {
+            Some(file.try_clone()?)
+        };
         let mut j = Journal::open_io(Box::new(OsFile::new(file)), opts)?;
         j.path = Some(path.to_path_buf());
         j.lock = lock;
@@ -310,6 +332,7 @@ impl Journal {
         }
         drop(scanner);
         let end = st.end;
+        let next_oid = st.next_oid;
         let prealloc_end = if torn_tail.is_some() { end } else { file_len };
         Ok(Journal {
             io,
@@ -320,8 +343,13 @@ impl Journal {
                 prealloc_end,
                 torn_tail,
                 // Without a checkpoint, any data at all is worth checkpointing on close.
-                since_checkpoint: if base.is_some() || end == DATA_START { end - start } else { u64::MAX },
+                since_checkpoint: if base.is_some() || end == DATA_START {
+                    end - start
+                } else {
+                    u64::MAX
+                },
                 slots,
+                first_oid_this_session: next_oid,
             }),
             poisoned: OnceLock::new(),
             closed: AtomicBool::new(false),
@@ -335,7 +363,11 @@ impl Journal {
 
     /// Reads the checkpoint named by the newest valid slot; falls back to the other slot,
     /// then to none (a full scan), if a checkpoint does not verify.
-    fn load_checkpoint(io: &dyn FileIo, file_len: u64, slots: &[Option<Slot>; 2]) -> Result<Option<Arc<BaseIndex>>> {
+    fn load_checkpoint(
+        io: &dyn FileIo,
+        file_len: u64,
+        slots: &[Option<Slot>; 2],
+    ) -> Result<Option<Arc<BaseIndex>>> {
         let mut order: Vec<Slot> = slots.iter().flatten().copied().collect();
         order.sort_by_key(|s| std::cmp::Reverse(s.seq));
         for s in order {
@@ -348,7 +380,9 @@ impl Journal {
             if h.kind != BlockKind::Checkpoint || h.len != s.len {
                 continue;
             }
-            let Some(pages) = scan::checkpoint_pages(&h) else { continue };
+            let Some(pages) = scan::checkpoint_pages(&h) else {
+                continue;
+            };
             let mut head = vec![0u8; BLOCK_HEADER + 4 * pages as usize];
             io.read_exact_at(&mut head, s.offset)?;
             let mut tr = [0u8; TRAILER];
@@ -444,7 +478,10 @@ impl Journal {
     /// Reads and verifies the entry at `loc`, expecting `oid`.
     fn read_entry(&self, oid: Oid, loc: Loc, end: u64) -> Result<(Loaded, u64, u32)> {
         if loc.offset < DATA_START || loc.len as u64 > end || loc.offset > end - loc.len as u64 {
-            return Err(Error::corrupt(loc.offset, format!("index entry for {oid} points outside the journal")));
+            return Err(Error::corrupt(
+                loc.offset,
+                format!("index entry for {oid} points outside the journal"),
+            ));
         }
         let mut buf = vec![0u8; loc.len as usize];
         self.io
@@ -452,16 +489,31 @@ impl Journal {
             .map_err(|e| eof_as_corrupt(e, loc.offset, "record entry"))?;
         let eh = decode_entry(&buf, true).map_err(|why| Error::corrupt(loc.offset, why))?;
         if eh.len != loc.len {
-            return Err(Error::corrupt(loc.offset, "record entry length differs from the index"));
+            return Err(Error::corrupt(
+                loc.offset,
+                "record entry length differs from the index",
+            ));
         }
         let record = Record::decode(&buf[ENTRY_HEADER..]).map_err(|e| match e {
-            Error::Corrupt { offset, reason } => Error::corrupt(loc.offset + ENTRY_HEADER as u64 + offset, reason),
+            Error::Corrupt { offset, reason } => {
+                Error::corrupt(loc.offset + ENTRY_HEADER as u64 + offset, reason)
+            }
             other => other,
         })?;
         if record.oid != oid {
-            return Err(Error::corrupt(loc.offset, format!("index points {oid} at a record of {}", record.oid)));
+            return Err(Error::corrupt(
+                loc.offset,
+                format!("index points {oid} at a record of {}", record.oid),
+            ));
         }
-        Ok((Loaded { record, tid: Tid(eh.tid) }, eh.prev_offset, eh.prev_len))
+        Ok((
+            Loaded {
+                record,
+                tid: Tid(eh.tid),
+            },
+            eh.prev_offset,
+            eh.prev_len,
+        ))
     }
 
     /// Loads the newest record of `oid`.
@@ -500,7 +552,10 @@ impl Journal {
             if prev_offset >= loc.offset {
                 return Err(Error::corrupt(loc.offset, "back pointer does not point back"));
             }
-            loc = Loc { offset: prev_offset, len: prev_len };
+            loc = Loc {
+                offset: prev_offset,
+                len: prev_len,
+            };
         }
     }
 
@@ -535,7 +590,8 @@ impl Journal {
             (first, (end > st.reserved_oid).then_some(end))
         };
         if let Some(end) = need {
-            let reserve_to = end.saturating_add(OID_RESERVE_AHEAD.max(n));
+            let ahead = (first - w.first_oid_this_session).clamp(OID_RESERVE_AHEAD, OID_RESERVE_AHEAD_MAX).max(n);
+            let reserve_to = end.saturating_add(ahead);
             let (tid, ts, at) = {
                 let st = self.read_state();
                 (st.last_tid, st.last_timestamp, st.end)
@@ -595,7 +651,13 @@ impl Journal {
             let timestamp = now_micros().max(st.last_timestamp);
             let at = w.torn_tail.unwrap_or(st.end);
             let mut bytes = Vec::with_capacity(
-                BLOCK_HEADER + TRAILER + req.records.iter().map(|r| ENTRY_HEADER + r.framed_len()).sum::<usize>(),
+                BLOCK_HEADER
+                    + TRAILER
+                    + req
+                        .records
+                        .iter()
+                        .map(|r| ENTRY_HEADER + r.framed_len())
+                        .sum::<usize>(),
             );
             bytes.resize(BLOCK_HEADER, 0);
             let mut prevs = Vec::with_capacity(req.records.len());
@@ -652,8 +714,11 @@ impl Journal {
     /// one positioned write, keeps zeroed space ahead of them, and syncs once.
     fn append_group(&self, w: &mut Writer, at: u64, bytes: &[u8]) -> Result<()> {
         if let Some(torn) = w.torn_tail {
-            self.io.set_len(torn).map_err(|e| self.poison(e, "truncating the torn tail"))?;
-            self.sync().map_err(|e| self.poison(e, "syncing the truncation"))?;
+            self.io
+                .set_len(torn)
+                .map_err(|e| self.poison(e, "truncating the torn tail"))?;
+            self.sync()
+                .map_err(|e| self.poison(e, "syncing the truncation"))?;
             w.torn_tail = None;
             w.prealloc_end = torn;
         }
@@ -737,12 +802,17 @@ impl Journal {
             (Some(a), Some(b)) => usize::from(b.seq < a.seq),
         };
         let seq = w.slots.iter().flatten().map(|s| s.seq).max().unwrap_or(0) + 1;
-        let slot = Slot { seq, offset: at, len: bytes.len() as u64 };
+        let slot = Slot {
+            seq,
+            offset: at,
+            len: bytes.len() as u64,
+        };
         self.io
             .write_all_at(&slot.encode(), SLOT_OFFSETS[which])
             .map_err(|e| self.poison(e, "writing the checkpoint slot"))?;
         if self.opts.durability == Durability::Immediate {
-            self.sync().map_err(|e| self.poison(e, "syncing the checkpoint slot"))?;
+            self.sync()
+                .map_err(|e| self.poison(e, "syncing the checkpoint slot"))?;
         }
         w.slots[which] = Some(slot);
         w.since_checkpoint = 0;
@@ -812,6 +882,12 @@ impl Journal {
         r
     }
 
+    /// Checks the whole journal at `path` (see [`verify()`]), without the write lock.
+    pub fn verify_path(path: impl AsRef<Path>) -> Result<VerifyReport> {
+        let file = File::open(path.as_ref())?;
+        verify(&OsFile::new(file))
+    }
+
     /// Cuts a torn tail off the journal at `path`, after checking every block from the
     /// start. Corruption before the tail is returned as an error, and nothing is changed.
     pub fn repair(path: impl AsRef<Path>) -> Result<RepairReport> {
@@ -819,7 +895,11 @@ impl Journal {
         let file = FsOpenOptions::new().read(true).write(true).open(path)?;
         match file.try_lock() {
             Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked { path: path.to_path_buf() }),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::Locked {
+                    path: path.to_path_buf(),
+                })
+            }
             Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
         }
         let io = OsFile::new(file);
@@ -872,7 +952,14 @@ impl State {
             return;
         }
         for e in entries {
-            self.overlay.set(e.oid, Loc { offset: e.offset, len: e.len }, h.tid);
+            self.overlay.set(
+                e.oid,
+                Loc {
+                    offset: e.offset,
+                    len: e.len,
+                },
+                h.tid,
+            );
             self.reserved_oid = self.reserved_oid.max(e.oid.0 + 1);
         }
         self.next_oid = self.next_oid.max(self.reserved_oid);

@@ -122,7 +122,10 @@ impl<'a> Scanner<'a> {
             return self.damage(offset, "block extends past the end of the file");
         }
         if header.group_start > offset {
-            return Err(Error::corrupt(offset, "block's write group starts after the block"));
+            return Err(Error::corrupt(
+                offset,
+                "block's write group starts after the block",
+            ));
         }
         let entries = match header.kind {
             BlockKind::Transaction => match self.read_transaction(offset, &header)? {
@@ -157,7 +160,10 @@ impl<'a> Scanner<'a> {
         } else if header.tid != self.last_tid {
             return Err(Error::corrupt(
                 offset,
-                format!("block names last tid {} but the journal is at {}", header.tid, self.last_tid),
+                format!(
+                    "block names last tid {} but the journal is at {}",
+                    header.tid, self.last_tid
+                ),
             ));
         }
         self.pos = offset + header.len;
@@ -194,14 +200,22 @@ impl<'a> Scanner<'a> {
             let e_off = offset + (BLOCK_HEADER + at) as u64;
             let eh = decode_entry(&body[at..], false).map_err(|why| Error::corrupt(e_off, why))?;
             if eh.tid != tid {
-                return Err(Error::corrupt(e_off, "record entry's tid differs from its transaction's"));
+                return Err(Error::corrupt(
+                    e_off,
+                    "record entry's tid differs from its transaction's",
+                ));
             }
             if eh.prev_offset >= offset {
-                return Err(Error::corrupt(e_off, "record entry's back pointer does not point back"));
+                return Err(Error::corrupt(
+                    e_off,
+                    "record entry's back pointer does not point back",
+                ));
             }
             let framed = &body[at + ENTRY_HEADER..at + eh.len as usize];
             let (oid, _, _) = split_framed(framed).map_err(|e| match e {
-                Error::Corrupt { offset: o, reason } => Error::corrupt(e_off + ENTRY_HEADER as u64 + o, reason),
+                Error::Corrupt { offset: o, reason } => {
+                    Error::corrupt(e_off + ENTRY_HEADER as u64 + o, reason)
+                }
                 other => other,
             })?;
             entries.push(ScannedEntry {
@@ -213,14 +227,22 @@ impl<'a> Scanner<'a> {
             at += eh.len as usize;
         }
         if at != body.len() {
-            return Err(Error::corrupt(offset, "transaction length does not match its records"));
+            return Err(Error::corrupt(
+                offset,
+                "transaction length does not match its records",
+            ));
         }
         Ok(Ok(entries))
     }
 
     /// Checks a checkpoint block's shape and its header-and-page-CRC checksum.
-    fn check_checkpoint(&mut self, offset: u64, h: &BlockHeader) -> Result<std::result::Result<(), &'static str>> {
-        let pages = checkpoint_pages(h).ok_or_else(|| Error::corrupt(offset, "checkpoint has an impossible shape"))?;
+    fn check_checkpoint(
+        &mut self,
+        offset: u64,
+        h: &BlockHeader,
+    ) -> Result<std::result::Result<(), &'static str>> {
+        let pages = checkpoint_pages(h)
+            .ok_or_else(|| Error::corrupt(offset, "checkpoint has an impossible shape"))?;
         let head_len = BLOCK_HEADER + 4 * pages as usize;
         let head = self.fetch(offset, head_len)?;
         let mut hasher = crc32fast::Hasher::new();

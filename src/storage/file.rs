@@ -15,12 +15,16 @@ impl Unblocked<Journal> {
     /// Opens or creates the journal at `path` (see [`Journal::open`]).
     pub async fn open(path: impl Into<PathBuf>, opts: JournalOptions) -> Result<FileStorage> {
         let path = path.into();
-        blocking::unblock(move || Journal::open(path, opts)).await.map(Unblocked::new)
+        blocking::unblock(move || Journal::open(path, opts))
+            .await
+            .map(Unblocked::new)
     }
 
     /// Opens a journal on any [`FileIo`] (see [`Journal::open_io`]).
     pub async fn open_io(io: Box<dyn FileIo>, opts: JournalOptions) -> Result<FileStorage> {
-        blocking::unblock(move || Journal::open_io(io, opts)).await.map(Unblocked::new)
+        blocking::unblock(move || Journal::open_io(io, opts))
+            .await
+            .map(Unblocked::new)
     }
 
     /// Cuts a torn tail off the journal at `path` (see [`Journal::repair`]).

@@ -157,7 +157,10 @@ impl SyncStorage for MemoryStorage {
             )));
         }
         let start = m.log.partition_point(|(t, _)| *t <= since);
-        let oids: BTreeSet<Oid> = m.log[start..].iter().flat_map(|(_, o)| o.iter().copied()).collect();
+        let oids: BTreeSet<Oid> = m.log[start..]
+            .iter()
+            .flat_map(|(_, o)| o.iter().copied())
+            .collect();
         Ok(Changes {
             tid: m.last_tid,
             oids: oids.into_iter().collect(),

@@ -131,7 +131,10 @@ impl<S: SyncStorage + ?Sized> Iterator for ScanIter<S> {
                 None => {
                     // Fix the snapshot and bound on the first step, not at creation, so
                     // this runs on the thread that drives the scan.
-                    let r = self.storage.last_tid().and_then(|t| Ok((t, self.storage.oid_bound()?)));
+                    let r = self
+                        .storage
+                        .last_tid()
+                        .and_then(|t| Ok((t, self.storage.oid_bound()?)));
                     match r {
                         Ok((t, b)) => {
                             self.snapshot = Some(t);

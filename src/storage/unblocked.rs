@@ -31,7 +31,9 @@ impl<S: SyncStorage> Clone for Unblocked<S> {
 impl<S: SyncStorage> Unblocked<S> {
     /// Wraps an engine.
     pub fn new(inner: S) -> Self {
-        Unblocked { inner: Arc::new(inner) }
+        Unblocked {
+            inner: Arc::new(inner),
+        }
     }
 
     /// The engine, for synchronous use from a thread that may block.

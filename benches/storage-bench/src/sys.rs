@@ -1,0 +1,108 @@
+//! The machine side: the disk's own fdatasync rate, the file system under the temporary
+//! directory, file sizes, and small timing helpers shared by every engine.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const PROBE_BLOCK: usize = 4096;
+
+/// Syncs per second of a 4 KiB write at offset 0 of a preallocated file, each followed by
+/// `fdatasync`: the ceiling for one durable commit at a time that does not grow its file.
+pub fn fdatasync_overwrite_rate(dir: &Path, secs: f64) -> f64 {
+    let file = probe_file(dir, "fsync-probe-overwrite");
+    file.write_all_at(&vec![0u8; 1 << 20], 0).expect("preallocate the fsync probe file");
+    file.sync_all().expect("sync the preallocated fsync probe file");
+    let block = [0xA5u8; PROBE_BLOCK];
+    sync_loop(secs, |_| {
+        file.write_all_at(&block, 0).expect("probe write");
+        file.sync_data().expect("probe fdatasync");
+    })
+}
+
+/// Syncs per second of a 4 KiB append (the file grows every time) followed by
+/// `fdatasync`, which then also has to make the new file size durable.
+pub fn fdatasync_append_rate(dir: &Path, secs: f64) -> f64 {
+    let file = probe_file(dir, "fsync-probe-append");
+    file.sync_all().expect("sync the empty fsync probe file");
+    let block = [0x5Au8; PROBE_BLOCK];
+    sync_loop(secs, |i| {
+        file.write_all_at(&block, i * PROBE_BLOCK as u64).expect("probe append");
+        file.sync_data().expect("probe fdatasync");
+    })
+}
+
+fn probe_file(dir: &Path, name: &str) -> File {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(dir.join(name))
+        .expect("create an fsync probe file")
+}
+
+/// Runs `step(i)` for about `secs` seconds and returns steps per second.
+fn sync_loop(secs: f64, mut step: impl FnMut(u64)) -> f64 {
+    let limit = Duration::from_secs_f64(secs);
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < limit {
+        step(n);
+        n += 1;
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// The mount under `dir` (type and source), read from `/proc/self/mounts`.
+pub fn filesystem_of(dir: &Path) -> Option<(String, String, String)> {
+    let dir = dir.canonicalize().ok()?;
+    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    mounts
+        .lines()
+        .filter_map(|line| {
+            let mut f = line.split_whitespace();
+            let (source, target, fstype) = (f.next()?, f.next()?, f.next()?);
+            dir.starts_with(target)
+                .then(|| (target.to_string(), fstype.to_string(), source.to_string()))
+        })
+        .max_by_key(|(target, _, _)| target.len())
+}
+
+/// Logical length and allocated bytes of a file (0, 0 if it does not exist).
+pub fn file_size(path: &Path) -> (u64, u64) {
+    std::fs::metadata(path).map_or((0, 0), |m| (m.len(), m.blocks() * 512))
+}
+
+/// Runs `work` over `keys` split into `threads` contiguous chunks, one std thread each,
+/// and returns the wall time. `work` returns a digest that is kept from the optimiser.
+pub fn parallel<F>(keys: &[u64], threads: usize, work: F) -> Duration
+where
+    F: Fn(&[u64]) -> u64 + Sync,
+{
+    let chunk = keys.len().div_ceil(threads).max(1);
+    let start = Instant::now();
+    let digest: u64 = std::thread::scope(|s| {
+        let handles: Vec<_> = keys.chunks(chunk).map(|c| s.spawn(|| work(c))).collect();
+        handles.into_iter().map(|h| h.join().expect("a load thread panicked")).sum()
+    });
+    let elapsed = start.elapsed();
+    std::hint::black_box(digest);
+    elapsed
+}
+
+/// One warm-up call of `measure`, then the median of `n` more.
+pub fn warm_median(n: usize, mut measure: impl FnMut() -> Duration) -> Duration {
+    measure();
+    let mut times: Vec<Duration> = (0..n.max(1)).map(|_| measure()).collect();
+    times.sort();
+    times[times.len() / 2]
+}
+
+/// Runs `f` and returns its result with the time it took.
+pub fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
+    let start = Instant::now();
+    let out = f();
+    (out, start.elapsed())
+}

@@ -1,0 +1,129 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::io;
+use std::sync::{Arc, Mutex};
+
+use durus::journal::io::FileIo;
+
+/// The runtimes every async test runs under.
+pub const RUNTIMES: [&str; 4] = [
+    "tokio-current-thread",
+    "tokio-multi-thread",
+    "smol",
+    "futures-executor",
+];
+
+/// Runs the future made by `make` to completion under each runtime in [`RUNTIMES`].
+///
+/// Under tokio's multi-thread runtime the future is spawned onto a worker thread, so a
+/// test also proves its futures are `Send` and work off the calling thread.
+pub fn on_all_runtimes<F, Fut>(make: F)
+where
+    F: Fn(&'static str) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    for rt in RUNTIMES {
+        run_on(rt, make(rt));
+    }
+}
+
+/// Runs one future under the named runtime.
+pub fn run_on<Fut>(rt: &str, fut: Fut)
+where
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    match rt {
+        "tokio-current-thread" => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime")
+            .block_on(fut),
+        "tokio-multi-thread" => {
+            let r = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            r.block_on(async move { r_spawn(fut).await })
+        }
+        "smol" => smol::block_on(smol::spawn(fut)),
+        "futures-executor" => futures::executor::block_on(fut),
+        other => panic!("unknown runtime {other}"),
+    }
+}
+
+async fn r_spawn<Fut>(fut: Fut)
+where
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    if let Err(e) = tokio::spawn(fut).await {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+/// A [`FileIo`] that records the name of every thread it is called on, to prove no file
+/// I/O runs on an executor thread.
+pub struct ThreadCheckIo<F> {
+    pub inner: F,
+    pub threads: Arc<Mutex<Vec<String>>>,
+}
+
+impl<F: FileIo> ThreadCheckIo<F> {
+    pub fn new(inner: F) -> (Self, Arc<Mutex<Vec<String>>>) {
+        let threads = Arc::new(Mutex::new(Vec::new()));
+        (
+            ThreadCheckIo {
+                inner,
+                threads: threads.clone(),
+            },
+            threads,
+        )
+    }
+
+    fn note(&self) {
+        let name = std::thread::current().name().unwrap_or("<unnamed>").to_string();
+        self.threads.lock().unwrap().push(name);
+    }
+}
+
+impl<F: FileIo> FileIo for ThreadCheckIo<F> {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        self.note();
+        self.inner.read_at(buf, offset)
+    }
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.note();
+        self.inner.write_all_at(buf, offset)
+    }
+    fn len(&self) -> io::Result<u64> {
+        self.note();
+        self.inner.len()
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.note();
+        self.inner.set_len(len)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        self.note();
+        self.inner.sync_data()
+    }
+}
+
+/// A deterministic pseudo-random generator (splitmix64) for tests that pick offsets.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+}
