@@ -39,6 +39,7 @@ async fn run(path: &str) -> durus::Result<()> {
                 Record::new(oid, note.into_bytes(), vec![]),
             ],
             reads: vec![Oid::ROOT],
+            ..Default::default()
         })
         .await?;
     println!("committed transaction {} (durable on disk)", committed.tid);

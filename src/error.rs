@@ -72,6 +72,24 @@ pub enum Error {
         /// The failure that poisoned the storage.
         cause: String,
     },
+    /// An object was loaded as a different type than the one stored.
+    #[error("object {oid} is a {found}, not a {expected}")]
+    WrongType {
+        /// The object.
+        oid: Oid,
+        /// The type name asked for.
+        expected: String,
+        /// The type name stored.
+        found: String,
+    },
+    /// A value could not be encoded, or stored bytes could not be decoded, as its type.
+    #[error("cannot encode or decode {type_name}: {reason}")]
+    Codec {
+        /// The type involved (empty when unknown).
+        type_name: String,
+        /// What serde reported.
+        reason: String,
+    },
     /// The caller passed something that cannot be done (an unallocated oid, a snapshot
     /// from the future, a duplicate record).
     #[error("invalid request: {0}")]

@@ -45,9 +45,14 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod db;
 pub mod error;
 pub mod journal;
+pub mod object;
 pub mod record;
 pub mod storage;
 
+pub use db::{Db, DbOptions, Transaction};
 pub use error::{Error, Result};
+pub use object::{Counter, Persistent, Ref};
+pub use record::Oid;

@@ -105,6 +105,9 @@ pub struct CommitRequest {
     /// Oids the transaction read. Together with the written oids they are checked for
     /// changes committed after `snapshot`.
     pub reads: Vec<Oid>,
+    /// Oids whose new state was merged with a version committed after the snapshot (by
+    /// conflict resolution): each is checked for changes after the given tid instead.
+    pub rebased: Vec<(Oid, Tid)>,
 }
 
 impl CommitRequest {
@@ -131,6 +134,14 @@ impl CommitRequest {
             }
         }
         Ok(written)
+    }
+
+    /// The tid after which a change to `oid` is a conflict for this request.
+    pub fn checked_after(&self, oid: Oid) -> Tid {
+        self.rebased
+            .iter()
+            .find(|(o, _)| *o == oid)
+            .map_or(self.snapshot, |&(_, t)| t)
     }
 }
 

@@ -56,6 +56,7 @@ fn build(j: &Journal, n: usize, seed: u64, states: &mut States, ranges: &mut Vec
                 snapshot,
                 records,
                 reads: vec![],
+                ..Default::default()
             })
             .unwrap();
         let mut next = states.last().cloned().unwrap_or_default();
@@ -133,6 +134,7 @@ fn a_torn_tail_is_cut_by_the_next_writer_and_by_repair() {
             snapshot: Tid(2),
             records: vec![Record::new(Oid(1), b"after".to_vec(), vec![])],
             reads: vec![],
+            ..Default::default()
         })
         .unwrap();
     assert_eq!(c.tid, Tid(3));
@@ -321,6 +323,7 @@ fn one_writer_per_file_and_readers_alongside() {
         snapshot: Tid(0),
         records: vec![Record::new(oid, b"x".to_vec(), vec![])],
         reads: vec![],
+        ..Default::default()
     })
     .unwrap();
     let r = Journal::open(&path, read_only()).unwrap();
@@ -375,6 +378,7 @@ fn oids_are_never_handed_out_twice() {
         snapshot: j.last_tid().unwrap(),
         records: vec![Record::new(Oid(next.0 + 5000), vec![], vec![])],
         reads: vec![],
+        ..Default::default()
     });
     assert!(matches!(r, Err(Error::Invalid(_))), "{r:?}");
 }
@@ -398,6 +402,7 @@ fn durable_commits_sync_and_eventual_ones_do_not() {
                 snapshot: j.last_tid().unwrap(),
                 records: vec![Record::new(oid, vec![i], vec![])],
                 reads: vec![],
+                ..Default::default()
             })
             .unwrap();
         }
@@ -456,6 +461,7 @@ fn a_failed_sync_poisons_the_journal_until_reopened() {
         snapshot: t,
         records: vec![Record::new(oid, d.to_vec(), vec![])],
         reads: vec![],
+        ..Default::default()
     };
     j.commit(&req(Tid(0), b"one")).unwrap();
     f.fail_sync.store(true, std::sync::atomic::Ordering::SeqCst);

@@ -24,6 +24,7 @@ async fn exercise(s: Arc<dyn Storage>) {
                 Record::new(oids[0], b"a".to_vec(), vec![]),
             ],
             reads: vec![],
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -32,6 +33,7 @@ async fn exercise(s: Arc<dyn Storage>) {
             snapshot: c1.tid,
             records: vec![Record::new(oids[0], b"a2".to_vec(), vec![])],
             reads: vec![Oid::ROOT],
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -41,6 +43,7 @@ async fn exercise(s: Arc<dyn Storage>) {
             snapshot: c1.tid,
             records: vec![Record::new(oids[1], b"b".to_vec(), vec![])],
             reads: vec![oids[0]],
+            ..Default::default()
         })
         .await
     {
@@ -121,6 +124,7 @@ fn a_dropped_commit_either_lands_whole_or_not_at_all() {
                 snapshot,
                 records,
                 reads: vec![],
+                ..Default::default()
             });
             // Poll once, then drop it mid-flight.
             let _ = (&mut fut).now_or_never();

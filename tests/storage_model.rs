@@ -153,6 +153,7 @@ async fn run_ops(kind: Kind, ops: Vec<Op>) {
                     snapshot,
                     records: records.clone(),
                     reads: reads.clone(),
+                    rebased: vec![],
                 };
                 let res = s.commit(req).await;
                 let unallocated = records.iter().any(|r| !model.oids.contains(&r.oid));

@@ -20,7 +20,7 @@ use durus::journal::format::{
     SLOT_OFFSETS, TRAILER,
 };
 use durus::journal::io::MemFile;
-use durus::journal::{Durability, Journal, JournalOptions};
+use durus::journal::{Durability, Journal, JournalOptions, VerifyReport};
 use durus::record::{CommitRequest, Oid, Record, Tid, RECORD_HEADER};
 
 // ---------------------------------------------------------------------------------
@@ -138,6 +138,16 @@ unsafe impl GlobalAlloc for CountingAlloc {
 /// [`CountingAlloc`] is the global allocator; otherwise nothing is enforced), and
 /// returns how far it did grow at its peak.
 pub fn with_alloc_bound<R>(input_len: usize, bound: usize, f: impl FnOnce() -> R) -> (R, usize) {
+    // A panic inside `f` must not leave the limit in force: the panic hook (libFuzzer's,
+    // which prints a backtrace and aborts) allocates, and so does the unwinding after.
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let prev = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            LIMIT.store(usize::MAX, Ordering::Relaxed);
+            prev(info)
+        }));
+    });
     let base = CURRENT.load(Ordering::Relaxed);
     PEAK.store(base, Ordering::Relaxed);
     BOUND.store(bound, Ordering::Relaxed);
@@ -225,7 +235,8 @@ pub fn journal_file_of(data: &[u8]) -> Option<Vec<u8>> {
 pub fn check_journal_open(data: &[u8]) {
     with_alloc_bound(data.len(), journal_bound(data.len()), || {
         let Some(file) = journal_file_of(data) else { return };
-        exercise_read_only(&file);
+        let verified = durus::journal::verify(&MemFile::from_bytes(file.clone()));
+        exercise_read_only(&file, verified.ok());
         exercise_writable(&file);
     });
 }
@@ -237,11 +248,20 @@ fn read_only_opts() -> JournalOptions {
     }
 }
 
-fn exercise_read_only(file: &[u8]) {
-    let Ok(j) = Journal::open_io(Box::new(MemFile::from_bytes(file.to_vec())), read_only_opts()) else {
-        return;
+/// Opens `file` read-only and uses it. `verified` is what `journal::verify` said of the
+/// same bytes, if it accepted them: then opening must succeed and agree with it.
+fn exercise_read_only(file: &[u8], verified: Option<VerifyReport>) {
+    let opened = Journal::open_io(Box::new(MemFile::from_bytes(file.to_vec())), read_only_opts());
+    let j = match (opened, verified) {
+        (Ok(j), _) => j,
+        (Err(e), Some(rep)) => panic!("verify accepted the journal ({rep:?}) but opening it failed: {e}"),
+        (Err(_), None) => return,
     };
     let last = j.last_tid().expect("last_tid of an open journal").0;
+    if let Some(rep) = verified {
+        assert_eq!(rep.last_tid, Tid(last), "verify and open disagree on the last tid");
+        assert_eq!(rep.end, j.end_offset(), "verify and open disagree on where the journal ends");
+    }
     let _ = j.end_offset();
     let _ = j.stats();
     let bound = j.oid_bound();
@@ -298,7 +318,7 @@ fn exercise_writable(file: &[u8]) {
     let req = CommitRequest {
         snapshot: last,
         records: records.clone(),
-        reads: vec![],
+        ..Default::default()
     };
     let committed = j.commit(&req);
     if let Ok(c) = &committed {

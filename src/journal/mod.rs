@@ -590,7 +590,9 @@ impl Journal {
             (first, (end > st.reserved_oid).then_some(end))
         };
         if let Some(end) = need {
-            let ahead = (first - w.first_oid_this_session).clamp(OID_RESERVE_AHEAD, OID_RESERVE_AHEAD_MAX).max(n);
+            let ahead = (first - w.first_oid_this_session)
+                .clamp(OID_RESERVE_AHEAD, OID_RESERVE_AHEAD_MAX)
+                .max(n);
             let reserve_to = end.saturating_add(ahead);
             let (tid, ts, at) = {
                 let st = self.read_state();
@@ -632,7 +634,7 @@ impl Journal {
             let written = req.validate(st.next_oid, Tid(st.last_tid))?;
             let mut conflicts = BTreeSet::new();
             for &oid in req.reads.iter().chain(written.iter()) {
-                if st.changed_after(&*self.io, oid, req.snapshot.0)? {
+                if st.changed_after(&*self.io, oid, req.checked_after(oid).0)? {
                     conflicts.insert(oid);
                 }
             }

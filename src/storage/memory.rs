@@ -120,7 +120,7 @@ impl SyncStorage for MemoryStorage {
             .iter()
             .chain(written.iter())
             .copied()
-            .filter(|&oid| m.newest(oid).is_some_and(|(t, _)| *t > req.snapshot))
+            .filter(|&oid| m.newest(oid).is_some_and(|(t, _)| *t > req.checked_after(oid)))
             .collect();
         if !conflicts.is_empty() {
             return Err(Error::Conflict {

@@ -81,11 +81,10 @@ impl Args {
                 "--single-loads" => single_loads = Some(positive(&flag, &value)?),
                 "--reopens" => a.reopens = positive(&flag, &value)? as usize,
                 "--sync-secs" => {
-                    a.sync_secs = value
-                        .parse::<f64>()
-                        .ok()
-                        .filter(|s| *s > 0.0)
-                        .ok_or_else(|| format!("{flag} wants a positive number of seconds, not {value:?}"))?
+                    a.sync_secs =
+                        value.parse::<f64>().ok().filter(|s| *s > 0.0).ok_or_else(|| {
+                            format!("{flag} wants a positive number of seconds, not {value:?}")
+                        })?
                 }
                 "--dir" => a.dir = PathBuf::from(value),
                 _ => return Err(format!("unknown option {flag}")),

@@ -12,7 +12,8 @@ const PROBE_BLOCK: usize = 4096;
 /// `fdatasync`: the ceiling for one durable commit at a time that does not grow its file.
 pub fn fdatasync_overwrite_rate(dir: &Path, secs: f64) -> f64 {
     let file = probe_file(dir, "fsync-probe-overwrite");
-    file.write_all_at(&vec![0u8; 1 << 20], 0).expect("preallocate the fsync probe file");
+    file.write_all_at(&vec![0u8; 1 << 20], 0)
+        .expect("preallocate the fsync probe file");
     file.sync_all().expect("sync the preallocated fsync probe file");
     let block = [0xA5u8; PROBE_BLOCK];
     sync_loop(secs, |_| {
@@ -28,7 +29,8 @@ pub fn fdatasync_append_rate(dir: &Path, secs: f64) -> f64 {
     file.sync_all().expect("sync the empty fsync probe file");
     let block = [0x5Au8; PROBE_BLOCK];
     sync_loop(secs, |i| {
-        file.write_all_at(&block, i * PROBE_BLOCK as u64).expect("probe append");
+        file.write_all_at(&block, i * PROBE_BLOCK as u64)
+            .expect("probe append");
         file.sync_data().expect("probe fdatasync");
     })
 }
@@ -85,7 +87,10 @@ where
     let start = Instant::now();
     let digest: u64 = std::thread::scope(|s| {
         let handles: Vec<_> = keys.chunks(chunk).map(|c| s.spawn(|| work(c))).collect();
-        handles.into_iter().map(|h| h.join().expect("a load thread panicked")).sum()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a load thread panicked"))
+            .sum()
     });
     let elapsed = start.elapsed();
     std::hint::black_box(digest);
@@ -98,6 +103,15 @@ pub fn warm_median(n: usize, mut measure: impl FnMut() -> Duration) -> Duration 
     let mut times: Vec<Duration> = (0..n.max(1)).map(|_| measure()).collect();
     times.sort();
     times[times.len() / 2]
+}
+
+/// Flushes every dirty page of the system (`sync`) so that writeback left over from an
+/// earlier phase (or from the build) does not slow the next timed phase's syncs.
+pub fn settle() {
+    match std::process::Command::new("sync").status() {
+        Ok(s) if s.success() => {}
+        other => eprintln!("warning: `sync` failed ({other:?}); timings may include earlier writeback"),
+    }
 }
 
 /// Runs `f` and returns its result with the time it took.

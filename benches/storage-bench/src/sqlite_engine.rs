@@ -1,0 +1,112 @@
+//! The same workloads on SQLite (rusqlite, bundled): WAL journal mode, synchronous=FULL
+//! for every durable write, an INTEGER PRIMARY KEY table of 100-byte blobs.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::data::{digest, value};
+use crate::sys::{file_size, parallel, timed};
+
+const SELECT: &str = "SELECT v FROM kv WHERE k = ?1";
+const INSERT: &str = "INSERT INTO kv (k, v) VALUES (?1, ?2)";
+
+/// Opens a connection in WAL mode with synchronous=FULL.
+fn open(path: &Path) -> Connection {
+    let conn = Connection::open(path).expect("open the SQLite database");
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+        .expect("set SQLite journal_mode=WAL");
+    assert_eq!(mode.to_lowercase(), "wal", "SQLite refused WAL mode");
+    conn.execute_batch("PRAGMA synchronous=FULL")
+        .expect("set SQLite synchronous=FULL");
+    conn
+}
+
+fn create(path: &Path) -> Connection {
+    let conn = open(path);
+    conn.execute_batch("CREATE TABLE kv (k INTEGER PRIMARY KEY, v BLOB NOT NULL)")
+        .expect("create the SQLite table");
+    conn
+}
+
+/// Inserts keys `from..to` in one transaction.
+fn insert_range(conn: &mut Connection, from: u64, to: u64) {
+    let tx = conn.transaction().expect("begin a SQLite transaction");
+    {
+        let mut st = tx.prepare_cached(INSERT).expect("prepare the SQLite insert");
+        for k in from..to {
+            st.execute(params![k as i64, &value(k)[..]])
+                .expect("SQLite insert");
+        }
+    }
+    tx.commit().expect("commit a SQLite transaction");
+}
+
+/// W1: keys `1..=records` in transactions of `batch`. Returns the load time and the
+/// close time (the close checkpoints the WAL into the database file).
+pub fn bulk_load(path: &Path, records: u64, batch: u64) -> (Duration, Duration) {
+    let mut conn = create(path);
+    let ((), load) = timed(|| {
+        let mut k = 1;
+        while k <= records {
+            let to = (k + batch).min(records + 1);
+            insert_range(&mut conn, k, to);
+            k = to;
+        }
+    });
+    let ((), close) = timed(|| conn.close().map_err(|(_, e)| e).expect("close SQLite"));
+    (load, close)
+}
+
+/// W2: `commits` transactions of one row each.
+pub fn single_commits(path: &Path, commits: u64) -> Duration {
+    let mut conn = create(path);
+    timed(|| {
+        for k in 1..=commits {
+            insert_range(&mut conn, k, k + 1);
+        }
+    })
+    .1
+}
+
+/// W3: prepared SELECT by primary key, one connection per thread.
+pub fn loads(path: &Path, keys: &[u64], threads: usize) -> Duration {
+    parallel(keys, threads, |chunk| {
+        let conn = open(path);
+        let mut st = conn.prepare_cached(SELECT).expect("prepare the SQLite select");
+        chunk
+            .iter()
+            .map(|&k| {
+                st.query_row([k as i64], |r| Ok(digest(r.get_ref(0)?.as_blob()?)))
+                    .expect("SQLite select")
+            })
+            .sum()
+    })
+}
+
+/// W4: open the database and read `key`.
+pub fn reopen(path: &Path, key: u64) -> Duration {
+    let start = Instant::now();
+    let conn = Connection::open(path).expect("reopen SQLite");
+    let v: Option<Vec<u8>> = conn
+        .query_row(SELECT, [key as i64], |r| r.get(0))
+        .optional()
+        .expect("SQLite first select");
+    let elapsed = start.elapsed();
+    assert_eq!(
+        v.as_deref(),
+        Some(&value(key)[..]),
+        "SQLite returned a wrong value"
+    );
+    elapsed
+}
+
+/// Bytes on disk: the database file plus any WAL left beside it.
+pub fn size(path: &Path) -> (u64, u64) {
+    let mut wal = PathBuf::from(path);
+    wal.as_mut_os_string().push("-wal");
+    let (a, b) = (file_size(path), file_size(&wal));
+    (a.0 + b.0, a.1 + b.1)
+}

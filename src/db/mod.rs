@@ -1,0 +1,445 @@
+//! `Db`: a storage, a shared cache of decoded committed states, and transactions.
+//!
+//! # How the cache stays right
+//!
+//! Every cache entry is the newest committed version of its oid known to this `Db`,
+//! tagged with the tid that committed it. Loading an oid into the cache and publishing
+//! a commit's new states both hold that oid's async lock (`locks`), and a load checks
+//! the cache again once it has the lock, so N tasks missing the same oid cause one
+//! storage load and a load can never put an older version over a newer one.
+//!
+//! New transactions take their snapshot from `cache_tid`, which only advances once
+//! every commit up to it has been published into the cache. A transaction whose
+//! snapshot is older than an entry reads the older version from the storage instead, so
+//! nobody ever sees a state newer than their snapshot. When the cache may have missed a
+//! commit (a commit future was dropped while the storage was writing, or the storage
+//! reported a conflict), the next transaction first catches up with
+//! [`Storage::changes_since`] and evicts what changed.
+
+mod cache;
+mod locks;
+mod tools;
+mod transaction;
+
+use std::collections::BTreeSet;
+use std::marker::PhantomData;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use self::cache::{AnyState, Cache, Entry, State};
+use self::locks::LockMap;
+use crate::error::{Error, Result};
+use crate::journal::JournalOptions;
+use crate::object::{decode, encode, Persistent, Ref};
+use crate::record::{CommitRequest, Loaded, Oid, Record, Tid};
+use crate::storage::{FileStorage, MemoryStorage, Storage};
+
+pub use tools::ObjectInfo;
+pub use transaction::Transaction;
+
+/// Settings of a [`Db`].
+#[derive(Clone, Debug)]
+pub struct DbOptions {
+    /// About how many decoded objects the shared cache keeps (Durus's `cache_size`).
+    pub cache_size: usize,
+    /// Attempts [`Db::transact`] makes before it returns the last conflict.
+    pub max_attempts: u32,
+    /// Backoff before the second attempt of [`Db::transact`]; it doubles each time, with
+    /// jitter, up to `max_backoff`.
+    pub backoff: Duration,
+    /// The longest backoff between attempts.
+    pub max_backoff: Duration,
+    /// How the journal file is opened by [`Db::open`].
+    pub journal: JournalOptions,
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        DbOptions {
+            cache_size: 100_000,
+            max_attempts: 20,
+            backoff: Duration::from_micros(200),
+            max_backoff: Duration::from_millis(50),
+            journal: JournalOptions::default(),
+        }
+    }
+}
+
+/// Counters of a [`Db`]'s work.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DbStats {
+    /// Loads that went to the storage (cache misses and older-snapshot reads).
+    pub storage_loads: u64,
+    /// Cache lookups that found an entry.
+    pub cache_hits: u64,
+    /// Cache lookups that did not.
+    pub cache_misses: u64,
+    /// Objects in the cache now.
+    pub cached: usize,
+    /// Oid locks currently held or waited for.
+    pub oid_locks: usize,
+    /// Conflicts merged by [`Persistent::resolve`].
+    pub resolved_conflicts: u64,
+}
+
+pub(crate) struct Inner {
+    storage: Arc<dyn Storage>,
+    cache: Cache,
+    locks: LockMap,
+    /// Snapshot for new transactions: every commit up to here is in the cache.
+    cache_tid: AtomicU64,
+    /// Published tids above `cache_tid`, waiting for the ones before them.
+    published: Mutex<BTreeSet<u64>>,
+    needs_resync: AtomicBool,
+    resync_lock: async_lock::Mutex<()>,
+    oid_pool: async_lock::Mutex<Vec<Oid>>,
+    options: DbOptions,
+    storage_loads: AtomicU64,
+    resolved: AtomicU64,
+}
+
+/// A database: a [`Storage`] with a shared cache, whose root object is an `R`.
+///
+/// `Db` is cheap to clone and `Send + Sync`: give each task a clone, and run as many
+/// transactions at once as you like.
+pub struct Db<R> {
+    inner: Arc<Inner>,
+    _root: PhantomData<fn() -> R>,
+}
+
+impl<R> Clone for Db<R> {
+    fn clone(&self) -> Self {
+        Db {
+            inner: self.inner.clone(),
+            _root: PhantomData,
+        }
+    }
+}
+
+impl<R: Persistent + Default> Db<R> {
+    /// Opens or creates the journal file at `path` (the embedded default), creating the
+    /// root as `R::default()` if the file is new.
+    pub async fn open(path: impl Into<PathBuf>) -> Result<Db<R>> {
+        Db::open_with(path, DbOptions::default()).await
+    }
+
+    /// [`Db::open`] with options.
+    pub async fn open_with(path: impl Into<PathBuf>, options: DbOptions) -> Result<Db<R>> {
+        let storage = FileStorage::open(path, options.journal.clone()).await?;
+        Db::with_storage_options(storage, options).await
+    }
+
+    /// A database in memory.
+    pub async fn memory() -> Result<Db<R>> {
+        Db::with_storage(MemoryStorage::new()).await
+    }
+
+    /// A database on any storage.
+    pub async fn with_storage(storage: impl Storage) -> Result<Db<R>> {
+        Db::with_storage_options(storage, DbOptions::default()).await
+    }
+
+    /// A database on any storage, with options.
+    pub async fn with_storage_options(storage: impl Storage, options: DbOptions) -> Result<Db<R>> {
+        Db::from_arc(Arc::new(storage), options).await
+    }
+
+    /// A database on a shared storage handle.
+    pub async fn from_arc(storage: Arc<dyn Storage>, options: DbOptions) -> Result<Db<R>> {
+        let last = storage.last_tid().await?;
+        let db = Db {
+            inner: Arc::new(Inner {
+                cache: Cache::new(options.cache_size),
+                storage,
+                locks: LockMap::default(),
+                cache_tid: AtomicU64::new(last.0),
+                published: Mutex::new(BTreeSet::new()),
+                needs_resync: AtomicBool::new(false),
+                resync_lock: async_lock::Mutex::new(()),
+                oid_pool: async_lock::Mutex::new(Vec::new()),
+                options,
+                storage_loads: AtomicU64::new(0),
+                resolved: AtomicU64::new(0),
+            }),
+            _root: PhantomData,
+        };
+        db.ensure_root().await?;
+        Ok(db)
+    }
+
+    /// Checks the root's type, creating it if the database is empty.
+    async fn ensure_root(&self) -> Result<()> {
+        for _ in 0..3 {
+            let tx = self.begin().await?;
+            match tx.get(Ref::<R>::root()).await {
+                Ok(_) => return Ok(()),
+                Err(Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+            let mut tx = tx;
+            tx.put(Ref::root(), R::default());
+            match tx.commit().await {
+                Ok(_) => return Ok(()),
+                // Someone else created it first: check theirs.
+                Err(Error::Conflict { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::Invalid("could not create or read the root object".into()))
+    }
+}
+
+impl<R: Persistent> Db<R> {
+    /// Starts a transaction on a snapshot of everything committed so far.
+    pub async fn begin(&self) -> Result<Transaction<R>> {
+        if self.inner.needs_resync.load(Ordering::Acquire) {
+            self.inner.resync().await?;
+        }
+        Ok(Transaction::new(
+            self.clone(),
+            Tid(self.inner.cache_tid.load(Ordering::Acquire)),
+        ))
+    }
+
+    /// Runs `f` in a transaction and commits it; on a conflict, backs off and runs it
+    /// again on a fresh snapshot, up to [`DbOptions::max_attempts`] times. Other errors
+    /// are returned at once. `f` may run more than once, so it should have no effects
+    /// outside the transaction.
+    ///
+    /// Backoff sleeps use a timer thread of the `blocking` pool's kind (no runtime's
+    /// timer), so this works under any executor.
+    pub async fn transact<T, F>(&self, mut f: F) -> Result<T>
+    where
+        F: AsyncFnMut(&mut Transaction<R>) -> Result<T>,
+    {
+        let mut backoff = self.inner.options.backoff;
+        let mut attempt = 1;
+        loop {
+            let mut tx = self.begin().await?;
+            let r = match f(&mut tx).await {
+                Ok(v) => tx.commit().await.map(|_| v),
+                Err(e) => Err(e),
+            };
+            match r {
+                Err(e) if e.is_conflict() && attempt < self.inner.options.max_attempts => {
+                    attempt += 1;
+                    sleep(jitter(backoff)).await;
+                    backoff = (backoff * 2).min(self.inner.options.max_backoff);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// The storage underneath.
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.inner.storage
+    }
+
+    /// Counters of this database's work.
+    pub fn stats(&self) -> DbStats {
+        let (hits, misses) = self.inner.cache.hits_and_misses();
+        DbStats {
+            storage_loads: self.inner.storage_loads.load(Ordering::Relaxed),
+            cache_hits: hits,
+            cache_misses: misses,
+            cached: self.inner.cache.len(),
+            oid_locks: self.inner.locks.len(),
+            resolved_conflicts: self.inner.resolved.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Closes the storage. Transactions still open fail when they next touch it.
+    pub async fn close(&self) -> Result<()> {
+        self.inner.storage.close().await
+    }
+}
+
+/// Sleeps without any runtime's timer: a thread from the blocking pool sleeps instead.
+async fn sleep(d: Duration) {
+    blocking::unblock(move || std::thread::sleep(d)).await
+}
+
+/// `d` scaled by a pseudo-random factor in [0.5, 1.5), so retrying tasks spread out.
+fn jitter(d: Duration) -> Duration {
+    use std::hash::{BuildHasher, RandomState};
+    let r = RandomState::new().hash_one(std::time::Instant::now()) % 1000;
+    d.mul_f64(0.5 + r as f64 / 1000.0)
+}
+
+impl Inner {
+    /// A fresh oid, from a pool refilled from the storage in batches.
+    async fn new_oid(&self) -> Result<Oid> {
+        let mut pool = self.oid_pool.lock().await;
+        if pool.is_empty() {
+            let mut fresh = self.storage.new_oids(64).await?;
+            fresh.reverse();
+            *pool = fresh;
+        }
+        pool.pop()
+            .ok_or_else(|| Error::Invalid("the storage handed out no oids".into()))
+    }
+
+    /// Loads `oid` as a `T` at `snapshot`: from the cache when its entry is visible at
+    /// the snapshot, else from the storage (filling the cache with the newest version).
+    async fn load<T: Persistent>(&self, oid: Oid, snapshot: Tid) -> Result<(Arc<T>, Tid)> {
+        if let Some(hit) = self.from_cache::<T>(oid, snapshot)? {
+            return Ok(hit);
+        }
+        let newest = {
+            let _g = self.locks.lock(oid).await;
+            if let Some(hit) = self.from_cache::<T>(oid, snapshot)? {
+                return Ok(hit);
+            }
+            self.storage_loads.fetch_add(1, Ordering::Relaxed);
+            let Loaded { record, tid } = self.storage.load(oid).await?;
+            let state = Arc::new(decode::<T>(oid, &record.data)?);
+            self.cache.insert(
+                oid,
+                Entry {
+                    tid,
+                    state: State::Typed(state.clone(), T::TYPE_NAME),
+                },
+            );
+            (state, tid)
+        };
+        if newest.1 <= snapshot {
+            return Ok(newest);
+        }
+        self.load_old(oid, snapshot).await
+    }
+
+    /// Reads a version older than the cached one straight from the storage.
+    async fn load_old<T: Persistent>(&self, oid: Oid, snapshot: Tid) -> Result<(Arc<T>, Tid)> {
+        self.storage_loads.fetch_add(1, Ordering::Relaxed);
+        let Loaded { record, tid } = self.storage.load_at(oid, snapshot).await?;
+        Ok((Arc::new(decode::<T>(oid, &record.data)?), tid))
+    }
+
+    /// The cached state of `oid` if it is visible at `snapshot`; `Ok(None)` on a miss or
+    /// when the snapshot needs an older version.
+    fn from_cache<T: Persistent>(&self, oid: Oid, snapshot: Tid) -> Result<Option<(Arc<T>, Tid)>> {
+        let Some(e) = self.cache.get(oid) else {
+            return Ok(None);
+        };
+        if e.tid > snapshot {
+            return Ok(None);
+        }
+        match e.state {
+            State::Typed(any, name) => match any.downcast::<T>() {
+                Ok(t) => Ok(Some((t, e.tid))),
+                Err(_) => Err(Error::WrongType {
+                    oid,
+                    expected: T::TYPE_NAME.into(),
+                    found: name.into(),
+                }),
+            },
+            State::Raw(data) => {
+                let t = Arc::new(decode::<T>(oid, &data)?);
+                let any: AnyState = t.clone();
+                self.cache.upgrade(oid, e.tid, any, T::TYPE_NAME);
+                Ok(Some((t, e.tid)))
+            }
+        }
+    }
+
+    /// Records that `tid`'s states are in the cache, advancing the snapshot for new
+    /// transactions over every tid published without gaps.
+    fn mark_published(&self, tid: Tid) {
+        let mut p = self.published.lock().unwrap_or_else(|e| e.into_inner());
+        p.insert(tid.0);
+        let mut at = self.cache_tid.load(Ordering::Acquire);
+        while p.remove(&(at + 1)) {
+            at += 1;
+        }
+        p.retain(|&t| t > at);
+        self.cache_tid.store(at, Ordering::Release);
+    }
+
+    /// Catches the cache up with the storage: evicts every oid changed since
+    /// `cache_tid` and moves `cache_tid` to the storage's last transaction.
+    async fn resync(&self) -> Result<()> {
+        let _one = self.resync_lock.lock().await;
+        if !self.needs_resync.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let from = Tid(self.cache_tid.load(Ordering::Acquire));
+        let changes = match self.storage.changes_since(from).await {
+            Ok(c) => c,
+            Err(e) => {
+                self.needs_resync.store(true, Ordering::Release);
+                return Err(e);
+            }
+        };
+        for oid in changes.oids {
+            // Taking the lock waits for a commit of this oid that is still publishing.
+            let _g = self.locks.lock(oid).await;
+            self.cache.remove(oid);
+        }
+        let mut p = self.published.lock().unwrap_or_else(|e| e.into_inner());
+        let at = self.cache_tid.load(Ordering::Acquire).max(changes.tid.0);
+        p.retain(|&t| t > at);
+        let mut at = at;
+        while p.remove(&(at + 1)) {
+            at += 1;
+        }
+        self.cache_tid.store(at, Ordering::Release);
+        Ok(())
+    }
+
+    /// Commits records through the storage and publishes them into the cache.
+    async fn commit_records(
+        &self,
+        req: CommitRequest,
+        states: Vec<(Oid, AnyState, &'static str)>,
+    ) -> Result<crate::record::Committed> {
+        let guards = self.locks.lock_many(req.records.iter().map(|r| r.oid)).await;
+        // If this future is dropped while the storage commits, the commit may still land
+        // without being published here; make the next transaction catch up.
+        let mut armed = ResyncOnDrop(Some(&self.needs_resync));
+        let r = self.storage.commit(req).await;
+        armed.0 = None;
+        match r {
+            Ok(c) => {
+                for (oid, state, name) in states {
+                    self.cache.insert(
+                        oid,
+                        Entry {
+                            tid: c.tid,
+                            state: State::Typed(state, name),
+                        },
+                    );
+                }
+                self.mark_published(c.tid);
+                drop(guards);
+                Ok(c)
+            }
+            Err(e) => {
+                if e.is_conflict() {
+                    // Another writer got there first; if it was not this Db (or its
+                    // commit future was dropped), the cache has not seen it yet.
+                    self.needs_resync.store(true, Ordering::Release);
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+struct ResyncOnDrop<'a>(Option<&'a AtomicBool>);
+
+impl Drop for ResyncOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(flag) = self.0 {
+            flag.store(true, Ordering::Release);
+        }
+    }
+}
+
+/// Encodes a state into a record for `oid`.
+fn to_record<T: Persistent>(oid: Oid, value: &T) -> Result<Record> {
+    let (data, refs) = encode(value)?;
+    Ok(Record::new(oid, data, refs))
+}

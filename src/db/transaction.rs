@@ -1,0 +1,284 @@
+//! Transactions: a snapshot, a read set and a write set.
+
+use std::any::Any;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::cache::AnyState;
+use super::{to_record, Db};
+use crate::error::{Error, Result};
+use crate::object::{decode, Persistent, Ref};
+use crate::record::{CommitRequest, Committed, Oid, Record, Tid};
+
+type ReadSet = HashSet<Oid, std::hash::BuildHasherDefault<super::cache::OidHasher>>;
+
+/// A state this transaction will write, with the state it started from (for merging
+/// conflicts).
+struct Write<T> {
+    state: Arc<T>,
+    /// The committed state this write was based on, when it was read first.
+    base: Option<Arc<T>>,
+}
+
+/// The type-erased operations commit needs on a write.
+trait AnyWrite: Send + Sync {
+    fn as_any_mut(&mut self) -> &mut (dyn Any + Send + Sync);
+    fn as_any(&self) -> &(dyn Any + Send + Sync);
+    fn type_name(&self) -> &'static str;
+    fn record(&self, oid: Oid) -> Result<Record>;
+    fn state(&self) -> AnyState;
+    /// Merges with `committed` (record data of the version committed since), if the
+    /// type can and this write has a base; the merged write's new base is `committed`.
+    fn resolve(&self, oid: Oid, committed: &[u8]) -> Result<Option<Box<dyn AnyWrite>>>;
+}
+
+impl<T: Persistent> AnyWrite for Write<T> {
+    fn as_any_mut(&mut self) -> &mut (dyn Any + Send + Sync) {
+        self
+    }
+    fn as_any(&self) -> &(dyn Any + Send + Sync) {
+        self
+    }
+    fn type_name(&self) -> &'static str {
+        T::TYPE_NAME
+    }
+    fn record(&self, oid: Oid) -> Result<Record> {
+        to_record(oid, &*self.state)
+    }
+    fn state(&self) -> AnyState {
+        self.state.clone()
+    }
+    fn resolve(&self, oid: Oid, committed: &[u8]) -> Result<Option<Box<dyn AnyWrite>>> {
+        let Some(base) = &self.base else { return Ok(None) };
+        let committed = match decode::<T>(oid, committed) {
+            Ok(c) => Arc::new(c),
+            // Replaced by another type: nothing to merge.
+            Err(Error::WrongType { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(T::resolve(&committed, base, &self.state).map(|merged| {
+            Box::new(Write {
+                state: Arc::new(merged),
+                base: Some(committed),
+            }) as Box<dyn AnyWrite>
+        }))
+    }
+}
+
+/// A transaction: reads see the snapshot it began on plus its own writes; `commit`
+/// applies its writes all together or not at all. Dropping it aborts it.
+///
+/// Commits are serializable: a commit fails with [`Error::Conflict`] if anything the
+/// transaction read or wrote was committed by someone else after its snapshot (unless
+/// every such object merged the conflict, see [`Persistent::resolve`]). A transaction
+/// that writes nothing never conflicts.
+pub struct Transaction<R> {
+    db: Db<R>,
+    snapshot: Tid,
+    /// Behind a lock so that `get` can take `&self` and reads can run concurrently.
+    reads: Mutex<ReadSet>,
+    writes: BTreeMap<Oid, Box<dyn AnyWrite>>,
+}
+
+impl<R: Persistent> Transaction<R> {
+    pub(super) fn new(db: Db<R>, snapshot: Tid) -> Transaction<R> {
+        Transaction {
+            db,
+            snapshot,
+            reads: Mutex::default(),
+            writes: BTreeMap::new(),
+        }
+    }
+
+    /// The transaction id this transaction's snapshot was taken at.
+    pub fn snapshot(&self) -> Tid {
+        self.snapshot
+    }
+
+    /// Reads an object: this transaction's own write of it, or its committed state as
+    /// of the snapshot. Cheap when cached: the state is shared, not copied.
+    pub async fn get<T: Persistent>(&self, r: Ref<T>) -> Result<Arc<T>> {
+        if let Some(w) = self.writes.get(&r.oid()) {
+            return downcast_write::<T>(r.oid(), &**w).map(|w| w.state.clone());
+        }
+        self.note_read(r.oid());
+        Ok(self.db.inner.load::<T>(r.oid(), self.snapshot).await?.0)
+    }
+
+    fn note_read(&self, oid: Oid) {
+        self.read_cell().insert(oid);
+    }
+
+    fn read_cell(&self) -> MutexGuard<'_, ReadSet> {
+        // Inserting into a set cannot leave it half-changed, so a poisoned lock is sound.
+        self.reads.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The root object.
+    pub async fn root(&self) -> Result<Arc<R>> {
+        self.get(Ref::<R>::root()).await
+    }
+
+    /// The root object, to change.
+    pub async fn root_mut(&mut self) -> Result<&mut R> {
+        self.get_mut(Ref::<R>::root()).await
+    }
+
+    /// An object to change. The first call copies the state into this transaction
+    /// (copy-on-write); the change is written at commit, so it cannot be forgotten.
+    pub async fn get_mut<T: Persistent>(&mut self, r: Ref<T>) -> Result<&mut T> {
+        let oid = r.oid();
+        if !self.writes.contains_key(&oid) {
+            let base = self.get(r).await?;
+            self.writes.insert(
+                oid,
+                Box::new(Write {
+                    state: base.clone(),
+                    base: Some(base),
+                }),
+            );
+        }
+        let w = self.writes.get_mut(&oid).ok_or(Error::NotFound { oid })?;
+        let found = w.type_name();
+        let w = w
+            .as_any_mut()
+            .downcast_mut::<Write<T>>()
+            .ok_or_else(|| Error::WrongType {
+                oid,
+                expected: T::TYPE_NAME.into(),
+                found: found.into(),
+            })?;
+        Ok(Arc::make_mut(&mut w.state))
+    }
+
+    /// Changes an object with `f`; shorthand for [`get_mut`](Self::get_mut).
+    pub async fn update<T: Persistent, U>(&mut self, r: Ref<T>, f: impl FnOnce(&mut T) -> U) -> Result<U> {
+        Ok(f(self.get_mut(r).await?))
+    }
+
+    /// Replaces an object's state without reading it first.
+    pub fn put<T: Persistent>(&mut self, r: Ref<T>, value: T) {
+        self.writes.insert(
+            r.oid(),
+            Box::new(Write {
+                state: Arc::new(value),
+                base: None,
+            }),
+        );
+    }
+
+    /// Adds a new object, returning its reference at once. It is stored at commit.
+    pub async fn insert<T: Persistent>(&mut self, value: T) -> Result<Ref<T>> {
+        let oid = self.db.inner.new_oid().await?;
+        self.put(Ref::from_oid(oid), value);
+        Ok(Ref::from_oid(oid))
+    }
+
+    /// How many objects this transaction will write.
+    pub fn write_count(&self) -> usize {
+        self.writes.len()
+    }
+
+    /// Commits: validates against everything committed since the snapshot, merges what
+    /// conflict resolution can merge, and writes. When it returns `Ok` the transaction is
+    /// durable (under the storage's durability mode) and visible to new transactions.
+    ///
+    /// # Cancel safety
+    ///
+    /// If the returned future is dropped after the storage began writing, the commit
+    /// may still land; it is then visible to later transactions as usual.
+    pub async fn commit(mut self) -> Result<Committed> {
+        if self.writes.is_empty() {
+            return Ok(Committed {
+                tid: self.snapshot,
+                timestamp: 0,
+            });
+        }
+        let mut rebased: Vec<(Oid, Tid)> = Vec::new();
+        let reads: Vec<Oid> = std::mem::take(&mut *self.read_cell()).into_iter().collect();
+        const MAX_MERGES: usize = 16;
+        for _ in 0..MAX_MERGES {
+            let mut records = Vec::with_capacity(self.writes.len());
+            let mut states = Vec::with_capacity(self.writes.len());
+            for (&oid, w) in &self.writes {
+                records.push(w.record(oid)?);
+                states.push((oid, w.state(), w.type_name()));
+            }
+            let req = CommitRequest {
+                snapshot: self.snapshot,
+                records,
+                reads: reads.clone(),
+                rebased: rebased.clone(),
+            };
+            match self.db.inner.commit_records(req, states).await {
+                Err(Error::Conflict { oids }) => {
+                    if !self.merge(&oids, &mut rebased).await? {
+                        return Err(Error::Conflict { oids });
+                    }
+                }
+                other => return other,
+            }
+        }
+        Err(Error::Invalid("conflict resolution did not settle".into()))
+    }
+
+    /// Tries to merge every conflicting oid; false if any cannot be merged.
+    async fn merge(&mut self, oids: &[Oid], rebased: &mut Vec<(Oid, Tid)>) -> Result<bool> {
+        let mut merged = Vec::with_capacity(oids.len());
+        for &oid in oids {
+            let Some(w) = self.writes.get(&oid) else {
+                return Ok(false);
+            };
+            let committed = match self.db.inner.storage.load(oid).await {
+                Ok(l) => l,
+                Err(Error::NotFound { .. }) => return Ok(false),
+                Err(e) => return Err(e),
+            };
+            match w.resolve(oid, &committed.record.data)? {
+                Some(m) => merged.push((oid, m, committed.tid)),
+                None => return Ok(false),
+            }
+        }
+        for (oid, m, tid) in merged {
+            self.writes.insert(oid, m);
+            rebased.retain(|(o, _)| *o != oid);
+            rebased.push((oid, tid));
+            self.db
+                .inner
+                .resolved
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(true)
+    }
+
+    /// Abandons the transaction (as dropping it does).
+    pub fn abort(self) {}
+}
+
+fn downcast_write<T: Persistent>(oid: Oid, w: &dyn AnyWrite) -> Result<&Write<T>> {
+    w.as_any()
+        .downcast_ref::<Write<T>>()
+        .ok_or_else(|| Error::WrongType {
+            oid,
+            expected: T::TYPE_NAME.into(),
+            found: w.type_name().into(),
+        })
+}
+
+impl<R: Persistent> crate::object::Objects for Transaction<R> {
+    fn get<T: Persistent>(&self, r: Ref<T>) -> impl std::future::Future<Output = Result<Arc<T>>> + Send {
+        Transaction::get(self, r)
+    }
+    fn get_mut<T: Persistent>(
+        &mut self,
+        r: Ref<T>,
+    ) -> impl std::future::Future<Output = Result<&mut T>> + Send {
+        Transaction::get_mut(self, r)
+    }
+    fn insert<T: Persistent>(
+        &mut self,
+        value: T,
+    ) -> impl std::future::Future<Output = Result<Ref<T>>> + Send {
+        Transaction::insert(self, value)
+    }
+}
