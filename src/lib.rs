@@ -1,37 +1,51 @@
 //! durus: an async-first, runtime-agnostic persistent object database.
 //!
-//! Records are stored durably in an append-only journal file (the embedded default)
-//! through the async [`Storage`](storage::Storage) trait, which works the same under
-//! tokio, smol, async-std or `futures::executor`: file I/O runs on the `blocking`
-//! thread pool and the library starts no runtime of its own.
+//! Keep a graph of ordinary serde values under one root, read and change them in
+//! transactions, and commit; durus stores them durably in an append-only journal file.
+//! Everything is async and works the same under tokio, smol, async-std or
+//! `futures::executor`: file I/O runs on the `blocking` thread pool, and the library
+//! starts no runtime of its own.
 //!
 //! ```
-//! use durus::journal::JournalOptions;
-//! use durus::record::{CommitRequest, Oid, Record, Tid};
-//! use durus::storage::{FileStorage, Storage};
+//! use durus::{Db, Persistent, Ref};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Clone, Default, Serialize, Deserialize, Persistent)]
+//! struct Library {
+//!     books: Vec<Ref<Book>>,
+//! }
+//!
+//! #[derive(Clone, Serialize, Deserialize, Persistent)]
+//! struct Book {
+//!     title: String,
+//!     loans: u32,
+//! }
 //!
 //! # fn main() -> durus::Result<()> {
 //! # let dir = tempfile::tempdir()?;
-//! # let path = dir.path().join("example.durus");
+//! # let path = dir.path().join("library.durus");
 //! futures::executor::block_on(async {
-//!     let storage = FileStorage::open(&path, JournalOptions::default()).await?;
-//!     let oid = storage.new_oids(1).await?[0];
-//!     let committed = storage
-//!         .commit(CommitRequest {
-//!             snapshot: Tid::ZERO,
-//!             records: vec![
-//!                 Record::new(Oid::ROOT, b"root".to_vec(), vec![oid]),
-//!                 Record::new(oid, b"hello".to_vec(), vec![]),
-//!             ],
-//!             reads: vec![],
-//!         })
-//!         .await?; // durable (fsynced) when this returns
-//!     storage.close().await?;
+//!     let db: Db<Library> = Db::open(&path).await?; // creates the file and the root
 //!
-//!     let storage = FileStorage::open(&path, JournalOptions::default()).await?;
-//!     let loaded = storage.load(oid).await?;
-//!     assert_eq!(loaded.record.data, b"hello");
-//!     assert_eq!(loaded.tid, committed.tid);
+//!     let mut tx = db.begin().await?;
+//!     let book = tx.insert(Book { title: "Dune".into(), loans: 0 }).await?;
+//!     tx.root_mut().await?.books.push(book);
+//!     tx.commit().await?; // durable (fsynced) when this returns
+//!
+//!     // Retries on conflict; the change is copied into the transaction on first use.
+//!     db.transact(|tx| {
+//!         Box::pin(async move {
+//!             tx.get_mut(book).await?.loans += 1;
+//!             Ok(())
+//!         })
+//!     })
+//!     .await?;
+//!     db.close().await?;
+//!
+//!     let db: Db<Library> = Db::open(&path).await?;
+//!     let tx = db.begin().await?;
+//!     let first = tx.root().await?.books[0];
+//!     assert_eq!(tx.get(first).await?.loans, 1);
 //!     Ok(())
 //! })
 //! # }
@@ -41,7 +55,10 @@
 //!
 //! - [`record`]: oids, tids and the Durus-framed [`Record`](record::Record).
 //! - [`journal`]: the native file format and its synchronous engine.
-//! - [`storage`]: the async `Storage` trait and its implementations.
+//! - [`storage`]: the async [`Storage`](storage::Storage) trait and its implementations.
+//! - [`object`]: [`Persistent`] types, typed references ([`Ref`]), the codec,
+//!   [`Counter`] and [`BTree`](object::BTree).
+//! - [`db`]: [`Db`], its shared cache, and [`Transaction`]s.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -41,8 +41,22 @@ fn store_change_and_reopen_a_graph() {
         let path = dir.path().join("graph.durus");
         let db: Db<Root> = Db::open(&path).await.unwrap();
         let mut tx = db.begin().await.unwrap();
-        let b = tx.insert(Item { n: 2, label: "b".into(), next: None }).await.unwrap();
-        let a = tx.insert(Item { n: 1, label: "a".into(), next: Some(b) }).await.unwrap();
+        let b = tx
+            .insert(Item {
+                n: 2,
+                label: "b".into(),
+                next: None,
+            })
+            .await
+            .unwrap();
+        let a = tx
+            .insert(Item {
+                n: 1,
+                label: "a".into(),
+                next: Some(b),
+            })
+            .await
+            .unwrap();
         {
             let root = tx.root_mut().await.unwrap();
             root.name = "graph".into();
@@ -83,13 +97,23 @@ fn types_are_checked() {
         let path = dir.path().join("types.durus");
         let db: Db<Root> = Db::open(&path).await.unwrap();
         let mut tx = db.begin().await.unwrap();
-        let item = tx.insert(Item { n: 1, label: String::new(), next: None }).await.unwrap();
+        let item = tx
+            .insert(Item {
+                n: 1,
+                label: String::new(),
+                next: None,
+            })
+            .await
+            .unwrap();
         tx.commit().await.unwrap();
         let tx = db.begin().await.unwrap();
         let wrong: Ref<OtherRoot> = Ref::from_oid(item.oid());
         match tx.get(wrong).await {
             Err(Error::WrongType { oid, expected, found }) => {
-                assert_eq!((oid, expected.as_str(), found.as_str()), (item.oid(), "test.OtherRoot", "Item"));
+                assert_eq!(
+                    (oid, expected.as_str(), found.as_str()),
+                    (item.oid(), "test.OtherRoot", "Item")
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -103,7 +127,10 @@ fn types_are_checked() {
             other => panic!("opening with another root type: {:?}", other.err()),
         }
         let tx = db.begin().await.unwrap();
-        assert!(matches!(tx.get(Ref::<Item>::from_oid(Oid(1 << 40))).await, Err(Error::NotFound { .. }) | Err(Error::Closed)));
+        assert!(matches!(
+            tx.get(Ref::<Item>::from_oid(Oid(1 << 40))).await,
+            Err(Error::NotFound { .. }) | Err(Error::Closed)
+        ));
     });
 }
 
@@ -142,7 +169,15 @@ fn a_read_only_transaction_keeps_its_snapshot() {
 async fn futures_collect(tx: &mut durus::Transaction<Root>, n: u64) -> Vec<Ref<Item>> {
     let mut v = Vec::new();
     for i in 0..n {
-        v.push(tx.insert(Item { n: 0, label: format!("item {i}"), next: None }).await.unwrap());
+        v.push(
+            tx.insert(Item {
+                n: 0,
+                label: format!("item {i}"),
+                next: None,
+            })
+            .await
+            .unwrap(),
+        );
     }
     v
 }
@@ -207,7 +242,14 @@ fn concurrent_misses_of_one_oid_load_it_once() {
         let storage = MemoryStorage::new();
         let db: Db<Root> = Db::with_storage(storage.clone()).await.unwrap();
         let mut tx = db.begin().await.unwrap();
-        let item = tx.insert(Item { n: 7, label: "x".into(), next: None }).await.unwrap();
+        let item = tx
+            .insert(Item {
+                n: 7,
+                label: "x".into(),
+                next: None,
+            })
+            .await
+            .unwrap();
         tx.commit().await.unwrap();
         // A second Db on the same storage starts with a cold cache.
         let cold: Db<Root> = Db::with_storage(storage).await.unwrap();
@@ -251,8 +293,13 @@ fn dropped_loads_leave_no_locks_behind() {
 #[test]
 fn the_cache_is_bounded() {
     on_all_runtimes(|_| async {
-        let options = DbOptions { cache_size: 100, ..DbOptions::default() };
-        let db: Db<Root> = Db::with_storage_options(MemoryStorage::new(), options).await.unwrap();
+        let options = DbOptions {
+            cache_size: 100,
+            ..DbOptions::default()
+        };
+        let db: Db<Root> = Db::with_storage_options(MemoryStorage::new(), options)
+            .await
+            .unwrap();
         let mut tx = db.begin().await.unwrap();
         let items = futures_collect(&mut tx, 1000).await;
         tx.commit().await.unwrap();
@@ -268,19 +315,36 @@ fn the_cache_is_bounded() {
 fn census_objects_and_crawl() {
     on_all_runtimes(|_| async {
         let m = MemFile::new();
-        let storage = FileStorage::open_io(Box::new(m.clone()), JournalOptions::default()).await.unwrap();
+        let storage = FileStorage::open_io(Box::new(m.clone()), JournalOptions::default())
+            .await
+            .unwrap();
         let db: Db<Root> = Db::with_storage(storage.clone()).await.unwrap();
         let mut tx = db.begin().await.unwrap();
         let mut chain = Vec::new();
         for i in 0..50 {
             // Pairs: every odd item points at the even one before it.
             let next = if i % 2 == 1 { chain.last().copied() } else { None };
-            chain.push(tx.insert(Item { n: i, label: String::new(), next }).await.unwrap());
+            chain.push(
+                tx.insert(Item {
+                    n: i,
+                    label: String::new(),
+                    next,
+                })
+                .await
+                .unwrap(),
+            );
         }
         let c = tx.insert(Counter::new(5)).await.unwrap();
         tx.root_mut().await.unwrap().items = chain.iter().copied().skip(1).step_by(2).collect();
         tx.root_mut().await.unwrap().counter = Some(c);
-        let _unreachable = tx.insert(Item { n: 0, label: "orphan".into(), next: None }).await.unwrap();
+        let _unreachable = tx
+            .insert(Item {
+                n: 0,
+                label: "orphan".into(),
+                next: None,
+            })
+            .await
+            .unwrap();
         tx.commit().await.unwrap();
         let census = db.census().await.unwrap();
         assert_eq!(census.get("Item"), Some(&51));
@@ -294,7 +358,10 @@ fn census_objects_and_crawl() {
         let visited = cold.crawl(Oid::ROOT, 8, None).await.unwrap();
         assert_eq!(visited, 52, "the root, 50 items and the counter");
         let loads = cold.stats().storage_loads;
-        assert!(loads <= 10, "{loads} storage calls for 52 objects in batches of 8");
+        assert!(
+            loads <= 10,
+            "{loads} storage calls for 52 objects in batches of 8"
+        );
         // Everything reachable is now served from the cache.
         let tx = cold.begin().await.unwrap();
         for r in &chain {

@@ -102,7 +102,10 @@ fn journals() -> Vec<(&'static str, Vec<u8>)> {
     for (name, bytes) in &out {
         let j = Journal::open_io(
             Box::new(MemFile::from_bytes(bytes.clone())),
-            JournalOptions { read_only: true, ..Default::default() },
+            JournalOptions {
+                read_only: true,
+                ..Default::default()
+            },
         )
         .unwrap_or_else(|e| panic!("seed journal {name} does not reopen: {e}"));
         let _ = j.last_tid().unwrap() >= Tid::ZERO;
@@ -154,6 +157,11 @@ fn main() {
     ];
     let mut n = 0;
     for r in &records {
-        write(&rdir, &mut n, &format!("record {:?}", r.oid), &r.encode().unwrap());
+        write(
+            &rdir,
+            &mut n,
+            &format!("record {:?}", r.oid),
+            &r.encode().unwrap(),
+        );
     }
 }

@@ -9,10 +9,13 @@
 #[global_allocator]
 static ALLOC: durus_fuzz::CountingAlloc = durus_fuzz::CountingAlloc;
 
+/// A target's check, and its allocation bound for an input length.
+type Target = (fn(&[u8]), fn(usize) -> usize);
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let target = args.next().expect("usage: replay TARGET FILE...");
-    let (check, bound): (fn(&[u8]), fn(usize) -> usize) = match target.as_str() {
+    let (check, bound): Target = match target.as_str() {
         "record_decode" => (durus_fuzz::check_record_decode, durus_fuzz::record_bound),
         "journal_open" => (durus_fuzz::check_journal_open, durus_fuzz::journal_bound),
         other => panic!("unknown target {other}; expected record_decode or journal_open"),
@@ -21,7 +24,10 @@ fn main() {
     for a in args {
         let p = std::path::PathBuf::from(a);
         if p.is_dir() {
-            let mut v: Vec<_> = std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()).collect();
+            let mut v: Vec<_> = std::fs::read_dir(&p)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
             v.sort();
             paths.extend(v);
         } else {
@@ -31,6 +37,12 @@ fn main() {
     for p in paths {
         let data = std::fs::read(&p).unwrap();
         let ((), grew) = durus_fuzz::with_alloc_bound(data.len(), usize::MAX, || check(&data));
-        println!("{}: {} bytes, ok, heap peak +{} bytes (bound {})", p.display(), data.len(), grew, bound(data.len()));
+        println!(
+            "{}: {} bytes, ok, heap peak +{} bytes (bound {})",
+            p.display(),
+            data.len(),
+            grew,
+            bound(data.len())
+        );
     }
 }

@@ -28,6 +28,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::future::BoxFuture;
+
 use self::cache::{AnyState, Cache, Entry, State};
 use self::locks::LockMap;
 use crate::error::{Error, Result};
@@ -208,11 +210,32 @@ impl<R: Persistent> Db<R> {
     /// are returned at once. `f` may run more than once, so it should have no effects
     /// outside the transaction.
     ///
-    /// Backoff sleeps use a timer thread of the `blocking` pool's kind (no runtime's
-    /// timer), so this works under any executor.
+    /// `f` returns a boxed future so that the whole call is `Send` and can run in a
+    /// spawned task on any runtime:
+    ///
+    /// ```
+    /// # use durus::{Counter, Db, Ref};
+    /// # futures::executor::block_on(async {
+    /// # let db: Db<Counter> = Db::memory().await?;
+    /// let hits = db
+    ///     .transact(|tx| {
+    ///         Box::pin(async move {
+    ///             let c = tx.root_mut().await?;
+    ///             c.increment();
+    ///             Ok(c.get())
+    ///         })
+    ///     })
+    ///     .await?;
+    /// assert_eq!(hits, 1);
+    /// # Ok::<(), durus::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// Backoff sleeps run on a thread of the `blocking` pool rather than any runtime's
+    /// timer, so this works under every executor.
     pub async fn transact<T, F>(&self, mut f: F) -> Result<T>
     where
-        F: AsyncFnMut(&mut Transaction<R>) -> Result<T>,
+        F: for<'t> FnMut(&'t mut Transaction<R>) -> BoxFuture<'t, Result<T>>,
     {
         let mut backoff = self.inner.options.backoff;
         let mut attempt = 1;

@@ -127,3 +127,18 @@ impl Rng {
         self.next_u64() % n.max(1)
     }
 }
+
+/// Lets other tasks run: returns `Pending` once (after waking itself).
+pub async fn yield_now() {
+    let mut yielded = false;
+    futures::future::poll_fn(|cx| {
+        if yielded {
+            std::task::Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await
+}

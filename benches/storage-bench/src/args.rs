@@ -17,6 +17,10 @@ pub struct Args {
     pub single_loads: u64,
     /// Measured reopens in W4 (after one warm-up reopen); the median is reported.
     pub reopens: usize,
+    /// Interleaved rounds the W1 and W2 writes are split into.
+    pub rounds: u64,
+    /// Times each W3 figure is measured; the best is reported.
+    pub tries: u64,
     /// Seconds each fdatasync probe runs.
     pub sync_secs: f64,
     /// Parent directory of the temporary directory holding every file.
@@ -32,6 +36,8 @@ usage: durus-storage-bench [options]
   --loads N       random loads in W3                            (default 1000000)
   --single-loads N  single async Storage::load calls in W3      (default loads/10)
   --reopens N     measured reopens in W4 (median reported)      (default 5)
+  --rounds N      interleaved rounds of the W1/W2 writes        (default 10)
+  --tries N       W3 measurements per figure (best reported)    (default 3)
   --sync-secs S   seconds per fdatasync probe                   (default 2)
   --dir PATH      where the temporary directory is made
                   (default <workspace>/target/bench-tmp; must not be tmpfs)
@@ -46,6 +52,8 @@ impl Default for Args {
             loads: 1_000_000,
             single_loads: 100_000,
             reopens: 5,
+            rounds: 10,
+            tries: 3,
             sync_secs: 2.0,
             dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/bench-tmp")),
         }
@@ -80,6 +88,8 @@ impl Args {
                 "--loads" => a.loads = positive(&flag, &value)?,
                 "--single-loads" => single_loads = Some(positive(&flag, &value)?),
                 "--reopens" => a.reopens = positive(&flag, &value)? as usize,
+                "--rounds" => a.rounds = positive(&flag, &value)?,
+                "--tries" => a.tries = positive(&flag, &value)?,
                 "--sync-secs" => {
                     a.sync_secs =
                         value.parse::<f64>().ok().filter(|s| *s > 0.0).ok_or_else(|| {

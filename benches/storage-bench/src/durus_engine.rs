@@ -12,23 +12,10 @@ use futures::executor::block_on;
 
 use crate::data::{digest, value};
 use crate::sys::{parallel, timed};
+use crate::writes::{Finish, Writer};
 
 /// Records per `Storage::load_many` call in W3.
 pub const LOAD_MANY_BATCH: usize = 100;
-
-/// What a bulk load did.
-pub struct Bulk {
-    /// Time of the commits.
-    pub load: Duration,
-    /// Time of `close()` (the final index checkpoint), zero when not closed.
-    pub close: Duration,
-    /// Counters after the load (and the close, if any).
-    pub stats: JournalStats,
-    /// The journal's logical size.
-    pub end_offset: u64,
-    /// The last oid handed out.
-    pub last_oid: u64,
-}
 
 /// Options for a read-only open.
 pub fn read_only() -> JournalOptions {
@@ -45,92 +32,121 @@ fn records_for(oids: &[Oid]) -> Vec<Record> {
         .collect()
 }
 
-/// W1: `records` records in commits of `batch`, oids allocated per commit as an
-/// application would. Closes the journal (writing a checkpoint) only if `close`.
-pub fn bulk_load(path: &Path, opts: JournalOptions, records: u64, batch: u64, close: bool) -> Bulk {
-    let j = Journal::open(path, opts).expect("open the durus journal for the bulk load");
-    let ((tid, last_oid), load) = timed(|| {
-        let (mut tid, mut last_oid, mut left) = (Tid::ZERO, 0, records);
-        while left > 0 {
-            let n = left.min(batch);
-            let oids = j.new_oids(n).expect("allocate oids for a bulk commit");
-            last_oid = oids.last().map_or(last_oid, |o| o.0);
-            let req = CommitRequest {
-                snapshot: tid,
-                records: records_for(&oids),
-                ..CommitRequest::default()
-            };
-            tid = j.commit(&req).expect("durus bulk commit").tid;
-            left -= n;
-        }
-        (tid, last_oid)
-    });
-    assert_eq!(tid.0, records.div_ceil(batch), "one transaction per batch");
-    let end_offset = j.end_offset();
-    let ((), close) = if close {
-        timed(|| j.close().expect("close the durus journal after the bulk load"))
-    } else {
-        ((), Duration::ZERO)
-    };
-    Bulk {
-        load,
-        close,
-        stats: j.stats(),
-        end_offset,
-        last_oid,
+/// A request writing `oids`, which must start at key `from`: a fresh journal hands out
+/// oids 1, 2, ... in order, and they double as the keys.
+fn request(oids: &[Oid], from: u64, snapshot: Tid) -> CommitRequest {
+    assert_eq!(
+        oids.first().map(|o| o.0),
+        Some(from),
+        "durus handed out oids out of key order"
+    );
+    CommitRequest {
+        snapshot,
+        records: records_for(oids),
+        ..CommitRequest::default()
     }
 }
 
-/// W2 on the engine: `commits` durable commits of one fresh record each.
-pub fn single_commits(path: &Path, opts: JournalOptions, commits: u64) -> (Duration, JournalStats) {
-    let j = Journal::open(path, opts).expect("open the durus journal for single commits");
-    let ((), elapsed) = timed(|| {
-        let mut tid = Tid::ZERO;
-        for _ in 0..commits {
-            let oids = j.new_oids(1).expect("allocate an oid");
-            let req = CommitRequest {
-                snapshot: tid,
-                records: records_for(&oids),
-                ..CommitRequest::default()
-            };
-            tid = j.commit(&req).expect("durus single commit").tid;
-        }
-    });
-    let stats = j.stats();
-    drop(j);
-    (elapsed, stats)
+/// W1/W2 on the synchronous engine: oids allocated per commit, as an application would.
+pub struct JournalWriter {
+    j: Journal,
+    tid: Tid,
+    close: bool,
 }
 
-/// W2 through the async `FileStorage`, driven by `block_on`.
-pub fn single_commits_async(path: &Path, commits: u64) -> (Duration, JournalStats) {
-    let s = block_on(FileStorage::open(path, JournalOptions::default())).expect("open the durus FileStorage");
-    let ((), elapsed) = timed(|| {
-        block_on(async {
-            let mut tid = Tid::ZERO;
-            for _ in 0..commits {
-                let oids = s.new_oids(1).await.expect("allocate an oid");
-                let req = CommitRequest {
-                    snapshot: tid,
-                    records: records_for(&oids),
-                    ..CommitRequest::default()
-                };
-                tid = s.commit(req).await.expect("durus async single commit").tid;
-            }
+impl JournalWriter {
+    /// Creates a journal at `path`; `close`: close it at the end (writing a checkpoint)
+    /// rather than drop it.
+    pub fn create(path: &Path, opts: JournalOptions, close: bool) -> Box<dyn Writer> {
+        let j = Journal::open(path, opts).expect("create a durus journal");
+        Box::new(JournalWriter {
+            j,
+            tid: Tid::ZERO,
+            close,
         })
-    });
-    (elapsed, s.journal().stats())
+    }
+}
+
+impl Writer for JournalWriter {
+    fn commit(&mut self, from: u64, to: u64) {
+        let oids = self.j.new_oids(to - from).expect("allocate durus oids");
+        self.tid = self
+            .j
+            .commit(&request(&oids, from, self.tid))
+            .expect("durus commit")
+            .tid;
+    }
+
+    fn finish(self: Box<Self>) -> Finish {
+        let end_offset = self.j.end_offset();
+        let close = if self.close {
+            timed(|| self.j.close().expect("close the durus journal")).1
+        } else {
+            Duration::ZERO
+        };
+        Finish {
+            close,
+            stats: Some(self.j.stats()),
+            end_offset: Some(end_offset),
+        }
+    }
+}
+
+/// W2 through the async `FileStorage`, each call driven by `block_on`.
+pub struct StorageWriter {
+    s: FileStorage,
+    tid: Tid,
+}
+
+impl StorageWriter {
+    /// Creates a journal at `path` with the default options, behind `FileStorage`.
+    pub fn create(path: &Path) -> Box<dyn Writer> {
+        let s =
+            block_on(FileStorage::open(path, JournalOptions::default())).expect("create a durus FileStorage");
+        Box::new(StorageWriter { s, tid: Tid::ZERO })
+    }
+}
+
+impl Writer for StorageWriter {
+    fn commit(&mut self, from: u64, to: u64) {
+        self.tid = block_on(async {
+            let oids = self.s.new_oids(to - from).await.expect("allocate durus oids");
+            self.s
+                .commit(request(&oids, from, self.tid))
+                .await
+                .expect("durus async commit")
+                .tid
+        });
+    }
+
+    fn finish(self: Box<Self>) -> Finish {
+        let end_offset = self.s.journal().end_offset();
+        let close = timed(|| block_on(self.s.close()).expect("close the durus FileStorage")).1;
+        Finish {
+            close,
+            stats: Some(self.s.journal().stats()),
+            end_offset: Some(end_offset),
+        }
+    }
 }
 
 /// W3 on the engine: `Journal::load` of every key, split over `threads` std threads
-/// sharing one read-only journal through an `Arc`.
-pub fn journal_loads(path: &Path, keys: &[u64], threads: usize) -> Duration {
+/// sharing one read-only journal through an `Arc`. `warm`: load every key once, untimed,
+/// on the same handle first.
+pub fn journal_loads(path: &Path, keys: &[u64], threads: usize, warm: bool) -> Duration {
     let j = Arc::new(Journal::open(path, read_only()).expect("open the durus journal read-only"));
-    parallel(keys, threads, |chunk| {
-        let j = Arc::clone(&j);
+    let load_all = |j: &Journal, chunk: &[u64]| -> u64 {
         chunk
             .iter()
             .map(|&k| digest(&j.load(Oid(k)).expect("durus journal load").record.data))
             .sum()
+    };
+    if warm {
+        std::hint::black_box(load_all(&j, keys));
+    }
+    parallel(keys, threads, |chunk| {
+        let j = Arc::clone(&j);
+        load_all(&j, chunk)
     })
 }
 
@@ -179,6 +195,13 @@ pub fn reopen(path: &Path, opts: &JournalOptions, key: u64) -> Duration {
         "the reopened journal returned a wrong value"
     );
     elapsed
+}
+
+/// The logical size of the journal at `path`, from a read-only open.
+pub fn end_offset(path: &Path) -> u64 {
+    Journal::open(path, read_only())
+        .expect("open the durus journal read-only")
+        .end_offset()
 }
 
 /// Checks one loaded value byte for byte (outside any timing).

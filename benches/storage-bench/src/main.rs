@@ -1,16 +1,19 @@
 //! Storage benchmark: durus's journal beside SQLite and redb, measured in one run on
-//! the same machine and disk.
+//! the same machine and disk, with the ratios and the targets they are held to.
 //!
 //! It first measures the disk's own `fdatasync` rate (a 4 KiB overwrite of a
 //! preallocated file, and a 4 KiB append, each followed by `fdatasync`), then runs:
 //!
 //! - **W1** bulk load: 1,000,000 records of 100 bytes (key = u64 oid) in durable
 //!   transactions of 10,000 (records/s), and the file size per record afterwards;
+//!   durus also without index checkpoints (that store is dropped unclosed, for W4);
 //! - **W2** 5,000 single-record durable commits by one writer (commits/s, and as a
-//!   fraction of the fdatasync rate), durus with and without preallocation;
+//!   fraction of the fdatasync rate), durus with and without preallocation and
+//!   through the async `FileStorage`;
 //! - **W3** 1,000,000 uniformly random loads from the W1 store after a reopen, on 1 and
 //!   2 threads: durus's synchronous `Journal`, the async `FileStorage` (`load_many` in
-//!   batches of 100, and single `load` calls on a smaller count), SQLite and redb;
+//!   batches of 100, and single `load` calls on a smaller count), SQLite and redb; plus
+//!   "warm" runs of durus and redb after one untimed pass (redb caches pages itself);
 //! - **W4** reopen of the W1 store plus the first load (median of several warm
 //!   reopens): durus after an index checkpoint and with none (a full tail scan).
 //!
@@ -18,8 +21,13 @@
 //! Every durable durus run has its syncs counted: the program exits non-zero if a run
 //! made fewer syncs than write groups, so a missing fsync cannot look fast.
 //!
-//! Sizes scale down with `--records`, `--commits` and `--loads` for a smoke run; files
-//! go to a temporary directory under `target/bench-tmp` (a real disk, not tmpfs).
+//! The machine is small and may be shared, so: W1 and W2 run the engines interleaved in
+//! rounds with the system's dirty pages flushed (`sync`) before each slice; W3 reports
+//! the best of several runs; W4 the median; the load average is printed at both ends.
+//!
+//! Sizes scale down with `--records`, `--commits` and `--loads` for a smoke run
+//! (`--help` lists all options); files go to a temporary directory under
+//! `target/bench-tmp` (a real disk, not tmpfs) that is removed at the end.
 
 mod args;
 mod data;
@@ -28,6 +36,7 @@ mod redb_engine;
 mod report;
 mod sqlite_engine;
 mod sys;
+mod writes;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -35,7 +44,11 @@ use std::time::Duration;
 use durus::journal::{JournalOptions, JournalStats};
 
 use crate::args::Args;
+use crate::durus_engine::{JournalWriter, StorageWriter};
+use crate::redb_engine::RedbWriter;
 use crate::report::{int, mib, ms, per_sec, rate, ratio_verdict, secs, time_verdict, Bound, Table, Verdict};
+use crate::sqlite_engine::SqliteWriter;
+use crate::writes::{Finish, Writer};
 
 /// The disk's own sync rates, measured by this program.
 struct SyncRates {
@@ -72,7 +85,8 @@ fn main() {
     let keys = data::random_keys(args.records, args.loads);
     w3_random_loads(&args, &stores, &keys, &mut verdicts);
     w4_reopen(&args, &stores, keys[0], &mut verdicts);
-    println!("\nTargets");
+    println!("\nload average at the end: {}", sys::load_average());
+    println!("\nTargets (from the issue)");
     for v in &verdicts {
         v.print();
     }
@@ -81,7 +95,10 @@ fn main() {
 fn print_setup(args: &Args, dir: &Path) {
     println!("durus storage benchmark: durus vs SQLite vs redb, one run, one disk");
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    println!("  cores: {cores}");
+    println!(
+        "  cores: {cores}; load average at the start: {}",
+        sys::load_average()
+    );
     match sys::filesystem_of(dir) {
         Some((target, fstype, source)) => {
             println!(
@@ -141,14 +158,29 @@ fn sync_accounting(runs: &[(&str, JournalStats, u64)]) {
     t.print();
 }
 
+/// Runs one interleaved write workload and finishes every writer.
+fn run_writers(
+    mut writers: Vec<Box<dyn Writer>>,
+    args: &Args,
+    records: u64,
+    batch: u64,
+) -> Vec<(Duration, Finish)> {
+    let times = writes::interleaved(&mut writers, records, batch, args.rounds);
+    times
+        .into_iter()
+        .zip(writers.into_iter().map(|w| w.finish()))
+        .collect()
+}
+
 fn w1_bulk_load(args: &Args, dir: &Path, verdicts: &mut Vec<Verdict>) -> Stores {
     println!(
-        "\nW1 bulk load: {} records of {} B in durable transactions of {}",
+        "\nW1 bulk load: {} records of {} B in durable transactions of {} ({} interleaved rounds)",
         int(args.records),
         data::VALUE_LEN,
-        int(args.batch)
+        int(args.batch),
+        args.rounds
     );
-    let stores = Stores {
+    let mut stores = Stores {
         durus: dir.join("w1.durus"),
         durus_no_checkpoint: dir.join("w1-no-checkpoint.durus"),
         sqlite: dir.join("w1.sqlite"),
@@ -156,78 +188,59 @@ fn w1_bulk_load(args: &Args, dir: &Path, verdicts: &mut Vec<Verdict>) -> Stores 
         durus_end: 0,
         durus_no_checkpoint_end: 0,
     };
-    sys::settle();
-    let d = durus_engine::bulk_load(
-        &stores.durus,
-        JournalOptions::default(),
-        args.records,
-        args.batch,
-        true,
-    );
-    assert_eq!(
-        d.last_oid, args.records,
-        "durus handed out oids other than 1..=records"
-    );
     let no_checkpoint = JournalOptions {
         checkpoint_every: None,
         ..JournalOptions::default()
     };
-    // Dropped without close(): no checkpoint is ever written, for W4.
-    sys::settle();
-    let n = durus_engine::bulk_load(
-        &stores.durus_no_checkpoint,
-        no_checkpoint,
-        args.records,
-        args.batch,
-        false,
-    );
-    sys::settle();
-    let (sq_load, sq_close) = sqlite_engine::bulk_load(&stores.sqlite, args.records, args.batch);
-    sys::settle();
-    let (rd_load, rd_close) = redb_engine::bulk_load(&stores.redb, args.records, args.batch);
-    for (path, key) in [(&stores.durus, 1), (&stores.durus_no_checkpoint, args.records)] {
-        durus_engine::check_value(path, key);
-    }
-
-    let rows = [
-        ("durus Journal (default options, close)", d.load, d.close),
-        ("durus Journal (checkpoint_every: None)", n.load, n.close),
-        ("SQLite (WAL, synchronous=FULL)", sq_load, sq_close),
-        ("redb (Durability::Immediate)", rd_load, rd_close),
+    let names = [
+        "durus Journal (default options)",
+        "durus Journal (checkpoint_every: None)",
+        "SQLite (WAL, synchronous=FULL)",
+        "redb (Durability::Immediate)",
     ];
-    let mut t = Table::new(&["engine", "records/s", "load s", "close s"]);
-    for (name, load, close) in rows {
+    let writers = vec![
+        JournalWriter::create(&stores.durus, JournalOptions::default(), true),
+        // Dropped without close(): no checkpoint is ever written, for W4.
+        JournalWriter::create(&stores.durus_no_checkpoint, no_checkpoint, false),
+        SqliteWriter::create(&stores.sqlite),
+        RedbWriter::create(&stores.redb),
+    ];
+    let runs = run_writers(writers, args, args.records, args.batch);
+    durus_engine::check_value(&stores.durus, 1);
+    durus_engine::check_value(&stores.durus_no_checkpoint, args.records);
+
+    let mut t = Table::new(&["engine", "records/s", "commit s", "close s"]);
+    for (name, (took, fin)) in names.iter().zip(&runs) {
         t.row(vec![
-            name.into(),
-            per_sec(rate(args.records, load)),
-            secs(load),
-            secs(close),
+            name.to_string(),
+            per_sec(rate(args.records, *took)),
+            secs(*took),
+            secs(fin.close),
         ]);
     }
     t.print();
     let commits = args.records.div_ceil(args.batch);
     sync_accounting(&[
-        ("W1 default options (incl. close)", d.stats, commits),
-        ("W1 checkpoint_every: None", n.stats, commits),
+        (
+            "W1 default options (incl. close)",
+            durus_stats(&runs[0].1),
+            commits,
+        ),
+        ("W1 checkpoint_every: None", durus_stats(&runs[1].1), commits),
     ]);
-    let (dr, sr, rr) = (
-        rate(args.records, d.load),
-        rate(args.records, sq_load),
-        rate(args.records, rd_load),
-    );
-    report::print_ratio("W1 durus/redb records/s", dr, rr);
-    verdicts.push(ratio_verdict(
-        "W1 durus/SQLite records/s",
-        dr,
-        sr,
-        Bound::AtLeast(2.0),
-    ));
-    verdicts.last().expect("just pushed").print();
-    Stores {
-        durus_end: d.end_offset,
-        durus_no_checkpoint_end: n.end_offset,
-        ..stores
-    }
+    let r: Vec<f64> = runs.iter().map(|(took, _)| rate(args.records, *took)).collect();
+    report::print_ratio("W1 durus/redb records/s", r[0], r[3]);
+    report::print_ratio("W1 durus (checkpoint_every: None)/SQLite", r[1], r[2]);
+    let v = ratio_verdict("W1 durus/SQLite records/s", r[0], r[2], Bound::AtLeast(2.0));
+    v.print();
+    verdicts.push(v);
+    stores.durus_end = runs[0].1.end_offset.expect("durus reports its end offset");
+    stores.durus_no_checkpoint_end = runs[1].1.end_offset.expect("durus reports its end offset");
+    stores
+}
+
+fn durus_stats(f: &Finish) -> JournalStats {
+    f.stats.expect("a durus writer reports its counters")
 }
 
 fn print_sizes(args: &Args, s: &Stores) {
@@ -269,33 +282,31 @@ fn print_sizes(args: &Args, s: &Stores) {
 
 fn w2_single_commits(args: &Args, dir: &Path, sync: &SyncRates, verdicts: &mut Vec<Verdict>) {
     println!(
-        "\nW2 single-record durable commits: {} commits, one writer",
-        int(args.commits)
+        "\nW2 single-record durable commits: {} commits, one writer ({} interleaved rounds)",
+        int(args.commits),
+        args.rounds
     );
     let n = args.commits;
-    let prealloc = JournalOptions::default();
     let no_prealloc = JournalOptions {
         preallocate: 0,
         ..JournalOptions::default()
     };
-    sys::settle();
-    let (d_pre, s_pre) = durus_engine::single_commits(&dir.join("w2-prealloc.durus"), prealloc, n);
-    sys::settle();
-    let (d_none, s_none) = durus_engine::single_commits(&dir.join("w2-no-prealloc.durus"), no_prealloc, n);
-    sys::settle();
-    let (d_async, s_async) = durus_engine::single_commits_async(&dir.join("w2-async.durus"), n);
-    sys::settle();
-    let sq = sqlite_engine::single_commits(&dir.join("w2.sqlite"), n);
-    sys::settle();
-    let rd = redb_engine::single_commits(&dir.join("w2.redb"), n);
-
-    let rows = [
-        ("durus Journal (preallocate 4 MiB, default)", d_pre),
-        ("durus Journal (preallocate: 0)", d_none),
-        ("durus FileStorage (async, default options)", d_async),
-        ("SQLite (WAL, synchronous=FULL)", sq),
-        ("redb (Durability::Immediate)", rd),
+    let names = [
+        "durus Journal (preallocate 4 MiB, default)",
+        "durus Journal (preallocate: 0)",
+        "durus FileStorage (async, default options)",
+        "SQLite (WAL, synchronous=FULL)",
+        "redb (Durability::Immediate)",
     ];
+    let writers = vec![
+        JournalWriter::create(&dir.join("w2-prealloc.durus"), JournalOptions::default(), false),
+        JournalWriter::create(&dir.join("w2-no-prealloc.durus"), no_prealloc, false),
+        StorageWriter::create(&dir.join("w2-async.durus")),
+        SqliteWriter::create(&dir.join("w2.sqlite")),
+        RedbWriter::create(&dir.join("w2.redb")),
+    ];
+    let runs = run_writers(writers, args, n, 1);
+
     println!("  (fractions are of the fdatasync rates measured before W1)");
     let mut t = Table::new(&[
         "engine",
@@ -304,29 +315,29 @@ fn w2_single_commits(args: &Args, dir: &Path, sync: &SyncRates, verdicts: &mut V
         "of overwrite fdatasync/s",
         "of append fdatasync/s",
     ]);
-    for (name, took) in rows {
-        let r = rate(n, took);
+    for (name, (took, _)) in names.iter().zip(&runs) {
+        let r = rate(n, *took);
         let pct = |of: f64| format!("{:.0}%", 100.0 * r / of);
         t.row(vec![
-            name.into(),
+            name.to_string(),
             per_sec(r),
-            secs(took),
+            secs(*took),
             pct(sync.overwrite),
             pct(sync.append),
         ]);
     }
     t.print();
     sync_accounting(&[
-        ("W2 preallocate 4 MiB", s_pre, n),
-        ("W2 preallocate: 0", s_none, n),
-        ("W2 FileStorage", s_async, n),
+        ("W2 preallocate 4 MiB", durus_stats(&runs[0].1), n),
+        ("W2 preallocate: 0", durus_stats(&runs[1].1), n),
+        ("W2 FileStorage (incl. close)", durus_stats(&runs[2].1), n),
     ]);
-    let (dr, sr, rr) = (rate(n, d_pre), rate(n, sq), rate(n, rd));
-    report::print_ratio("W2 durus preallocate 4 MiB / preallocate: 0", dr, rate(n, d_none));
-    report::print_ratio("W2 durus FileStorage/SQLite commits/s", rate(n, d_async), sr);
+    let r: Vec<f64> = runs.iter().map(|(took, _)| rate(n, *took)).collect();
+    report::print_ratio("W2 durus preallocate 4 MiB / preallocate: 0", r[0], r[1]);
+    report::print_ratio("W2 durus FileStorage/SQLite commits/s", r[2], r[3]);
     for v in [
-        ratio_verdict("W2 durus/SQLite commits/s", dr, sr, Bound::Above(1.0)),
-        ratio_verdict("W2 durus/redb commits/s", dr, rr, Bound::Above(1.0)),
+        ratio_verdict("W2 durus/SQLite commits/s", r[0], r[3], Bound::Above(1.0)),
+        ratio_verdict("W2 durus/redb commits/s", r[0], r[4], Bound::Above(1.0)),
     ] {
         v.print();
         verdicts.push(v);
@@ -338,16 +349,25 @@ type LoadRun<'a> = &'a dyn Fn(&[u64], usize) -> Duration;
 
 fn w3_random_loads(args: &Args, s: &Stores, keys: &[u64], verdicts: &mut Vec<Verdict>) {
     println!(
-        "\nW3 random loads after reopen: {} loads, uniform over {} keys (single async loads: {})",
+        "\nW3 random loads after reopen: {} loads, uniform over {} keys (single async loads: {}); best of {}",
         int(args.loads),
         int(args.records),
-        int(args.single_loads)
+        int(args.single_loads),
+        args.tries
+    );
+    println!(
+        "  (every run reopens the store; \"warm\": one untimed pass over the keys on that handle first)"
     );
     let single = &keys[..(args.single_loads as usize).min(keys.len())];
-    let runs: [(&str, LoadRun, &[u64]); 5] = [
+    let runs: [(&str, LoadRun, &[u64]); 7] = [
         (
             "durus Journal::load",
-            &|k, t| durus_engine::journal_loads(&s.durus, k, t),
+            &|k, t| durus_engine::journal_loads(&s.durus, k, t, false),
+            keys,
+        ),
+        (
+            "durus Journal::load, warm",
+            &|k, t| durus_engine::journal_loads(&s.durus, k, t, true),
             keys,
         ),
         (
@@ -367,15 +387,22 @@ fn w3_random_loads(args: &Args, s: &Stores, keys: &[u64], verdicts: &mut Vec<Ver
         ),
         (
             "redb (read txn per thread, get)",
-            &|k, t| redb_engine::loads(&s.redb, k, t),
+            &|k, t| redb_engine::loads(&s.redb, k, t, false),
+            keys,
+        ),
+        (
+            "redb, warm",
+            &|k, t| redb_engine::loads(&s.redb, k, t, true),
             keys,
         ),
     ];
     let mut t = Table::new(&["engine", "loads/s 1 thread", "loads/s 2 threads", "2T/1T"]);
     let mut rates = Vec::new();
     for (name, run, k) in runs {
-        let one = rate(k.len() as u64, run(k, 1));
-        let two = rate(k.len() as u64, run(k, 2));
+        let (one, two) = (
+            best_rate(args, k, |k| run(k, 1)),
+            best_rate(args, k, |k| run(k, 2)),
+        );
         t.row(vec![
             name.into(),
             per_sec(one),
@@ -385,28 +412,30 @@ fn w3_random_loads(args: &Args, s: &Stores, keys: &[u64], verdicts: &mut Vec<Ver
         rates.push((one, two));
     }
     t.print();
-    let (journal, many, sqlite, redb) = (rates[0], rates[1], rates[3], rates[4]);
+    let [journal, warm, many, _, sqlite, redb, redb_warm] = rates[..] else {
+        unreachable!("one rate pair per run")
+    };
     report::print_ratio("W3 durus Journal/SQLite 1 thread", journal.0, sqlite.0);
     report::print_ratio("W3 durus Journal/SQLite 2 threads", journal.1, sqlite.1);
     report::print_ratio("W3 durus FileStorage load_many/redb 1 thread", many.0, redb.0);
     report::print_ratio("W3 durus FileStorage load_many/redb 2 threads", many.1, redb.1);
-    for v in [
-        ratio_verdict(
-            "W3 durus Journal/redb loads/s, 1 thread",
-            journal.0,
-            redb.0,
-            Bound::Above(1.0),
-        ),
-        ratio_verdict(
-            "W3 durus Journal/redb loads/s, 2 threads",
-            journal.1,
-            redb.1,
-            Bound::Above(1.0),
-        ),
+    report::print_ratio("W3 warm durus Journal/warm redb 1 thread", warm.0, redb_warm.0);
+    report::print_ratio("W3 warm durus Journal/warm redb 2 threads", warm.1, redb_warm.1);
+    for (what, d, r) in [
+        ("W3 durus Journal/redb loads/s, 1 thread", journal.0, redb.0),
+        ("W3 durus Journal/redb loads/s, 2 threads", journal.1, redb.1),
     ] {
+        let v = ratio_verdict(what, d, r, Bound::Above(1.0));
         v.print();
         verdicts.push(v);
     }
+}
+
+/// The best loads/s of `args.tries` runs of `run` over `keys`.
+fn best_rate(args: &Args, keys: &[u64], run: impl Fn(&[u64]) -> Duration) -> f64 {
+    (0..args.tries)
+        .map(|_| rate(keys.len() as u64, run(keys)))
+        .fold(0.0, f64::max)
 }
 
 fn w4_reopen(args: &Args, s: &Stores, key: u64, verdicts: &mut Vec<Verdict>) {
@@ -426,6 +455,11 @@ fn w4_reopen(args: &Args, s: &Stores, key: u64, verdicts: &mut Vec<Verdict>) {
     let without = sys::warm_median(n, || {
         durus_engine::reopen(&s.durus_no_checkpoint, &no_checkpoint, key)
     });
+    assert_eq!(
+        durus_engine::end_offset(&s.durus_no_checkpoint),
+        s.durus_no_checkpoint_end,
+        "the no-checkpoint store grew while reopening it: something wrote a checkpoint"
+    );
     let sq = sys::warm_median(n, || sqlite_engine::reopen(&s.sqlite, key));
     let rd = sys::warm_median(n, || redb_engine::reopen(&s.redb, key));
     let mut t = Table::new(&["engine", "median ms"]);

@@ -8,6 +8,7 @@ use redb::{Database, TableDefinition};
 
 use crate::data::{digest, value};
 use crate::sys::{parallel, timed};
+use crate::writes::{Finish, Writer};
 
 const TABLE: TableDefinition<u64, &[u8]> = TableDefinition::new("kv");
 
@@ -24,51 +25,58 @@ fn insert_range(db: &Database, from: u64, to: u64) {
     tx.commit().expect("commit a redb transaction");
 }
 
-/// W1: keys `1..=records` in transactions of `batch`. Returns load and close times.
-pub fn bulk_load(path: &Path, records: u64, batch: u64) -> (Duration, Duration) {
-    let db = Database::create(path).expect("create the redb database");
-    let ((), load) = timed(|| {
-        let mut k = 1;
-        while k <= records {
-            let to = (k + batch).min(records + 1);
-            insert_range(&db, k, to);
-            k = to;
-        }
-    });
-    let ((), close) = timed(|| drop(db));
-    (load, close)
+/// W1/W2: a redb database being written, one durable write transaction per call.
+pub struct RedbWriter {
+    db: Database,
 }
 
-/// W2: `commits` durable transactions of one insert each.
-pub fn single_commits(path: &Path, commits: u64) -> Duration {
-    let db = Database::create(path).expect("create the redb database");
-    timed(|| {
-        for k in 1..=commits {
-            insert_range(&db, k, k + 1);
-        }
-    })
-    .1
+impl RedbWriter {
+    /// Creates the database at `path`.
+    pub fn create(path: &Path) -> Box<dyn Writer> {
+        let db = Database::create(path).expect("create the redb database");
+        Box::new(RedbWriter { db })
+    }
 }
 
-/// W3: one read transaction and table handle per thread, `get` per key.
-pub fn loads(path: &Path, keys: &[u64], threads: usize) -> Duration {
+impl Writer for RedbWriter {
+    fn commit(&mut self, from: u64, to: u64) {
+        insert_range(&self.db, from, to);
+    }
+
+    fn finish(self: Box<Self>) -> Finish {
+        Finish {
+            close: timed(|| drop(self.db)).1,
+            ..Finish::default()
+        }
+    }
+}
+
+/// Gets every key in `chunk` through one read transaction of its own.
+fn get_all(db: &Database, chunk: &[u64]) -> u64 {
+    let tx = db.begin_read().expect("begin a redb read transaction");
+    let table = tx.open_table(TABLE).expect("open the redb table for reading");
+    chunk
+        .iter()
+        .map(|&k| {
+            digest(
+                table
+                    .get(k)
+                    .expect("redb get")
+                    .expect("a loaded key exists")
+                    .value(),
+            )
+        })
+        .sum()
+}
+
+/// W3: one read transaction and table handle per thread, `get` per key. `warm`: get
+/// every key once, untimed, on the same database handle first (filling redb's cache).
+pub fn loads(path: &Path, keys: &[u64], threads: usize, warm: bool) -> Duration {
     let db = Database::open(path).expect("open the redb database");
-    parallel(keys, threads, |chunk| {
-        let tx = db.begin_read().expect("begin a redb read transaction");
-        let table = tx.open_table(TABLE).expect("open the redb table for reading");
-        chunk
-            .iter()
-            .map(|&k| {
-                digest(
-                    table
-                        .get(k)
-                        .expect("redb get")
-                        .expect("a loaded key exists")
-                        .value(),
-                )
-            })
-            .sum()
-    })
+    if warm {
+        std::hint::black_box(get_all(&db, keys));
+    }
+    parallel(keys, threads, |chunk| get_all(&db, chunk))
 }
 
 /// W4: open the database and read `key`.

@@ -8,6 +8,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::data::{digest, value};
 use crate::sys::{file_size, parallel, timed};
+use crate::writes::{Finish, Writer};
 
 const SELECT: &str = "SELECT v FROM kv WHERE k = ?1";
 const INSERT: &str = "INSERT INTO kv (k, v) VALUES (?1, ?2)";
@@ -44,31 +45,31 @@ fn insert_range(conn: &mut Connection, from: u64, to: u64) {
     tx.commit().expect("commit a SQLite transaction");
 }
 
-/// W1: keys `1..=records` in transactions of `batch`. Returns the load time and the
-/// close time (the close checkpoints the WAL into the database file).
-pub fn bulk_load(path: &Path, records: u64, batch: u64) -> (Duration, Duration) {
-    let mut conn = create(path);
-    let ((), load) = timed(|| {
-        let mut k = 1;
-        while k <= records {
-            let to = (k + batch).min(records + 1);
-            insert_range(&mut conn, k, to);
-            k = to;
-        }
-    });
-    let ((), close) = timed(|| conn.close().map_err(|(_, e)| e).expect("close SQLite"));
-    (load, close)
+/// W1/W2: a SQLite database being written, one transaction per call.
+pub struct SqliteWriter {
+    conn: Connection,
 }
 
-/// W2: `commits` transactions of one row each.
-pub fn single_commits(path: &Path, commits: u64) -> Duration {
-    let mut conn = create(path);
-    timed(|| {
-        for k in 1..=commits {
-            insert_range(&mut conn, k, k + 1);
+impl SqliteWriter {
+    /// Creates the database and its table at `path`.
+    pub fn create(path: &Path) -> Box<dyn Writer> {
+        Box::new(SqliteWriter { conn: create(path) })
+    }
+}
+
+impl Writer for SqliteWriter {
+    fn commit(&mut self, from: u64, to: u64) {
+        insert_range(&mut self.conn, from, to);
+    }
+
+    fn finish(self: Box<Self>) -> Finish {
+        // The last connection's close checkpoints the WAL into the database file.
+        let close = timed(|| self.conn.close().map_err(|(_, e)| e).expect("close SQLite")).1;
+        Finish {
+            close,
+            ..Finish::default()
         }
-    })
-    .1
+    }
 }
 
 /// W3: prepared SELECT by primary key, one connection per thread.

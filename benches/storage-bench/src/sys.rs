@@ -72,6 +72,13 @@ pub fn filesystem_of(dir: &Path) -> Option<(String, String, String)> {
         .max_by_key(|(target, _, _)| target.len())
 }
 
+/// The 1, 5 and 15 minute load averages (other work on the machine skews the figures).
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
 /// Logical length and allocated bytes of a file (0, 0 if it does not exist).
 pub fn file_size(path: &Path) -> (u64, u64) {
     std::fs::metadata(path).map_or((0, 0), |m| (m.len(), m.blocks() * 512))

@@ -1,0 +1,140 @@
+//! Dropping read and commit futures at arbitrary await points leaves the database
+//! consistent and usable, and a commit either lands whole or not at all.
+
+mod common;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use common::{on_all_runtimes, yield_now, Rng};
+use durus::journal::io::MemFile;
+use durus::journal::JournalOptions;
+use durus::object::decode;
+use durus::storage::{FileStorage, Storage};
+use durus::{Db, Persistent, Ref};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Default, Serialize, Deserialize, Persistent)]
+#[durus(name = "cancel.Root")]
+struct Root {
+    slots: Vec<Ref<Slot>>,
+}
+
+#[derive(Clone, Serialize, Deserialize, Persistent)]
+#[durus(name = "cancel.Slot")]
+struct Slot {
+    value: i64,
+}
+
+const SLOTS: usize = 6;
+const TOTAL: i64 = 600;
+
+/// Polls `fut` at most `polls` times (yielding to the runtime in between, so blocking-pool
+/// work really progresses), then drops it. Returns its output if it finished.
+async fn poll_then_drop<F: Future>(fut: F, polls: u64) -> Option<F::Output> {
+    let mut fut = Box::pin(fut);
+    for _ in 0..polls {
+        let r =
+            std::future::poll_fn(|cx: &mut Context<'_>| Poll::Ready(Pin::as_mut(&mut fut).poll(cx))).await;
+        if let Poll::Ready(v) = r {
+            return Some(v);
+        }
+        yield_now().await;
+    }
+    None
+}
+
+#[test]
+fn dropping_reads_and_commits_anywhere_keeps_the_db_whole() {
+    on_all_runtimes(|rt| async move {
+        let m = MemFile::new();
+        let storage = FileStorage::open_io(Box::new(m.clone()), JournalOptions::default())
+            .await
+            .unwrap();
+        let db: Db<Root> = Db::with_storage(storage.clone()).await.unwrap();
+        let mut tx = db.begin().await.unwrap();
+        let mut slots = Vec::new();
+        for _ in 0..SLOTS {
+            slots.push(
+                tx.insert(Slot {
+                    value: TOTAL / SLOTS as i64,
+                })
+                .await
+                .unwrap(),
+            );
+        }
+        tx.root_mut().await.unwrap().slots = slots.clone();
+        let start = tx.commit().await.unwrap().tid;
+
+        let mut rng = Rng(7 + rt.len() as u64);
+        let (mut landed, mut dropped) = (0, 0);
+        for round in 0..150 {
+            if round % 10 == 0 {
+                // A cold Db on the same storage: its reads miss the cache, and dropping
+                // them half way must leave it consistent too.
+                let cold = Db::<Root>::with_storage(storage.clone()).await.unwrap();
+                let tx = cold.begin().await.unwrap();
+                for &s in &slots {
+                    let polls = rng.below(4);
+                    let _ = poll_then_drop(tx.get(s), polls).await;
+                }
+                let mut total = 0;
+                for &s in &slots {
+                    total += tx.get(s).await.unwrap().value;
+                }
+                assert_eq!(total, TOTAL);
+                assert_eq!(cold.stats().oid_locks, 0);
+            }
+            let before = storage.last_tid().await.unwrap();
+            let (from, to) = (rng.below(SLOTS as u64) as usize, rng.below(SLOTS as u64) as usize);
+            let amount = rng.below(50) as i64;
+            let polls = rng.below(40);
+            let work = async {
+                let mut tx = db.begin().await?;
+                tx.get_mut(slots[from]).await?.value -= amount;
+                tx.get_mut(slots[to]).await?.value += amount;
+                tx.commit().await
+            };
+            match poll_then_drop(work, polls).await {
+                Some(Ok(_)) => {}
+                Some(Err(e)) => panic!("round {round}: {e}"),
+                None => dropped += 1,
+            }
+            // A commit that got to the storage finishes there; wait for the writer.
+            storage.new_oids(0).await.unwrap();
+            let after = storage.last_tid().await.unwrap();
+            assert!(after.0 - before.0 <= 1);
+            landed += after.0 - before.0;
+
+            // What the Db serves (cached or not) is exactly what the storage holds at the
+            // transaction's snapshot.
+            let tx = db.begin().await.unwrap();
+            // A commit dropped while the storage wrote it, which landed anyway, is already
+            // visible to the Db's next transaction.
+            assert_eq!(tx.snapshot(), after, "round {round}: the Db did not catch up");
+            let mut total = 0;
+            for &s in &slots {
+                let via_db = tx.get(s).await.unwrap().value;
+                let stored = storage.load_at(s.oid(), tx.snapshot()).await.unwrap();
+                let via_storage = decode::<Slot>(s.oid(), &stored.record.data).unwrap().value;
+                assert_eq!(
+                    via_db, via_storage,
+                    "round {round}: the cache disagrees with the journal"
+                );
+                total += via_db;
+            }
+            assert_eq!(total, TOTAL, "round {round}: a commit landed in part");
+            assert_eq!(db.stats().oid_locks, 0);
+        }
+        eprintln!("{rt}: {landed} landed, {dropped} dropped");
+        assert!(dropped > 10, "only {dropped} futures were dropped");
+        assert!(landed > 10, "only {landed} commits landed");
+        drop(db);
+        storage.close().await.unwrap();
+        let reopened = FileStorage::open_io(Box::new(m), JournalOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(reopened.last_tid().await.unwrap().0, start.0 + landed);
+    });
+}
