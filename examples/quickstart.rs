@@ -1,15 +1,37 @@
-//! The main job, on the embedded default: open (or create) a journal file, commit a
-//! small graph of records, close, reopen, and print what is there.
+//! The main job, on the embedded default: open (or create) a database file, store a
+//! small graph of objects, commit, reopen, and print what is there.
 //!
-//! Run it twice: the second run finds the first run's data.
+//! Run it twice: the second run finds the first run's objects too.
 //!
 //! ```text
 //! cargo run --example quickstart [path]
 //! ```
 
-use durus::journal::JournalOptions;
-use durus::record::{CommitRequest, Oid, Record};
-use durus::storage::{FileStorage, Storage};
+use durus::{Counter, Db, Persistent, Ref};
+use serde::{Deserialize, Serialize};
+
+/// The root object: everything reachable from here is the database.
+#[derive(Clone, Default, Serialize, Deserialize, Persistent)]
+#[durus(name = "quickstart.Library")]
+struct Library {
+    shelves: Vec<Ref<Shelf>>,
+    runs: Option<Ref<Counter>>,
+}
+
+#[derive(Clone, Serialize, Deserialize, Persistent)]
+#[durus(name = "quickstart.Shelf")]
+struct Shelf {
+    label: String,
+    books: Vec<Ref<Book>>,
+}
+
+#[derive(Clone, Serialize, Deserialize, Persistent)]
+#[durus(name = "quickstart.Book")]
+struct Book {
+    title: String,
+    author: String,
+    year: u16,
+}
 
 fn main() -> durus::Result<()> {
     let path = std::env::args()
@@ -19,50 +41,61 @@ fn main() -> durus::Result<()> {
 }
 
 async fn run(path: &str) -> durus::Result<()> {
-    let storage = FileStorage::open(path, JournalOptions::default()).await?;
-    let snapshot = storage.last_tid().await?;
+    let db: Db<Library> = Db::open(path).await?;
 
-    // The root record lists the oids of one record per run so far.
-    let mut runs = match storage.load(Oid::ROOT).await {
-        Ok(root) => root.record.refs,
-        Err(durus::Error::NotFound { .. }) => Vec::new(),
-        Err(e) => return Err(e),
+    // One transaction: add a shelf with two books and count this run.
+    let mut tx = db.begin().await?;
+    let run = match tx.root().await?.runs {
+        Some(c) => c,
+        None => {
+            let c = tx.insert(Counter::new(0)).await?;
+            tx.root_mut().await?.runs = Some(c);
+            c
+        }
     };
-    let oid = storage.new_oids(1).await?[0];
-    runs.push(oid);
-    let note = format!("run {} of the quickstart", runs.len());
-    let committed = storage
-        .commit(CommitRequest {
-            snapshot,
-            records: vec![
-                Record::new(Oid::ROOT, b"runs".to_vec(), runs.clone()),
-                Record::new(oid, note.into_bytes(), vec![]),
-            ],
-            reads: vec![Oid::ROOT],
-            ..Default::default()
+    tx.get_mut(run).await?.increment();
+    let n = tx.get(run).await?.get();
+    let dune = tx
+        .insert(Book {
+            title: "Dune".into(),
+            author: "Frank Herbert".into(),
+            year: 1965,
         })
         .await?;
-    println!("committed transaction {} (durable on disk)", committed.tid);
-    storage.close().await?;
-
-    let storage = FileStorage::open(path, JournalOptions::default()).await?;
-    let root = storage.load(Oid::ROOT).await?;
+    let emma = tx
+        .insert(Book {
+            title: "Emma".into(),
+            author: "Jane Austen".into(),
+            year: 1815,
+        })
+        .await?;
+    let shelf = tx
+        .insert(Shelf {
+            label: format!("shelf of run {n}"),
+            books: vec![dune, emma],
+        })
+        .await?;
+    tx.root_mut().await?.shelves.push(shelf);
+    let committed = tx.commit().await?;
     println!(
-        "reopened {path}: the root refers to {} record(s)",
-        root.record.refs.len()
+        "run {n}: committed transaction {} to {path} (durable on disk)",
+        committed.tid
     );
-    for loaded in storage
-        .load_many(root.record.refs.clone(), None)
-        .await?
-        .into_iter()
-        .flatten()
-    {
-        println!(
-            "  oid {:>3} (transaction {:>3}): {}",
-            loaded.record.oid,
-            loaded.tid,
-            String::from_utf8_lossy(&loaded.record.data)
-        );
+    db.close().await?;
+
+    // Reopen and walk the graph from the root.
+    let db: Db<Library> = Db::open(path).await?;
+    let tx = db.begin().await?;
+    let library = tx.root().await?;
+    println!("reopened {path}: {} shelf(s)", library.shelves.len());
+    for &s in &library.shelves {
+        let shelf = tx.get(s).await?;
+        println!("  {}:", shelf.label);
+        for &b in &shelf.books {
+            let book = tx.get(b).await?;
+            println!("    {} by {} ({})", book.title, book.author, book.year);
+        }
     }
-    storage.close().await
+    println!("objects by type: {:?}", db.census().await?);
+    db.close().await
 }

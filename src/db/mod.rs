@@ -412,13 +412,14 @@ impl Inner {
         Ok(())
     }
 
-    /// Commits records through the storage and publishes them into the cache.
-    async fn commit_records(
+    /// Commits records through the storage and publishes them into the cache. The
+    /// caller holds the locks of every written oid (see `locks`), so nobody can load an
+    /// older version of them over the published one.
+    async fn commit_locked(
         &self,
         req: CommitRequest,
         states: Vec<(Oid, AnyState, &'static str)>,
     ) -> Result<crate::record::Committed> {
-        let guards = self.locks.lock_many(req.records.iter().map(|r| r.oid)).await;
         // If this future is dropped while the storage commits, the commit may still land
         // without being published here; make the next transaction catch up.
         let mut armed = ResyncOnDrop(Some(&self.needs_resync));
@@ -436,7 +437,6 @@ impl Inner {
                     );
                 }
                 self.mark_published(c.tid);
-                drop(guards);
                 Ok(c)
             }
             Err(e) => {

@@ -196,6 +196,12 @@ impl<R: Persistent> Transaction<R> {
         }
         let mut rebased: Vec<(Oid, Tid)> = Vec::new();
         let reads: Vec<Oid> = std::mem::take(&mut *self.read_cell()).into_iter().collect();
+        // Hold the written oids' locks through every attempt: merges then see the final
+        // committed state, and no other task of this Db can slip in between.
+        let inner = self.db.inner.clone();
+        let _guards = inner.locks.lock_many(self.writes.keys().copied()).await;
+        // Each merge round follows a commit by another writer that is not this Db, so a
+        // handful of rounds settles all but pathological contention.
         const MAX_MERGES: usize = 16;
         for _ in 0..MAX_MERGES {
             let mut records = Vec::with_capacity(self.writes.len());
@@ -210,7 +216,7 @@ impl<R: Persistent> Transaction<R> {
                 reads: reads.clone(),
                 rebased: rebased.clone(),
             };
-            match self.db.inner.commit_records(req, states).await {
+            match inner.commit_locked(req, states).await {
                 Err(Error::Conflict { oids }) => {
                     if !self.merge(&oids, &mut rebased).await? {
                         return Err(Error::Conflict { oids });
