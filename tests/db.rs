@@ -380,3 +380,33 @@ impl WithArc for Db<Root> {
         Db::from_arc(s, DbOptions::default())
     }
 }
+
+#[test]
+fn get_many_fetches_misses_in_one_call_and_keeps_snapshots() {
+    on_all_runtimes(|_| async {
+        let storage = MemoryStorage::new();
+        let db: Db<Root> = Db::with_storage(storage.clone()).await.unwrap();
+        let mut tx = db.begin().await.unwrap();
+        let items = futures_collect(&mut tx, 40).await;
+        tx.commit().await.unwrap();
+        let cold: Db<Root> = Db::with_storage(storage).await.unwrap();
+        let old = cold.begin().await.unwrap();
+        // A newer commit through the same Db: the old transaction must not see it.
+        let mut w = cold.begin().await.unwrap();
+        w.get_mut(items[3]).await.unwrap().n = 33;
+        w.commit().await.unwrap();
+        let before = cold.stats().storage_loads;
+        let got = old.get_many(&items).await.unwrap();
+        assert_eq!(got.iter().map(|i| i.n).collect::<Vec<_>>(), vec![0; 40]);
+        assert!(cold.stats().storage_loads - before <= 3, "{:?}", cold.stats());
+        let mut new = cold.begin().await.unwrap();
+        new.get_mut(items[5]).await.unwrap().n = 55;
+        let got = new.get_many(&items[..8]).await.unwrap();
+        assert_eq!((got[3].n, got[5].n), (33, 55), "snapshot plus own writes");
+        let missing = [Ref::<Item>::from_oid(Oid(1 << 40))];
+        assert!(matches!(
+            new.get_many(&missing).await,
+            Err(Error::NotFound { .. })
+        ));
+    });
+}

@@ -9,8 +9,8 @@
 use std::any::Any;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::record::{Oid, Tid};
 
@@ -55,7 +55,8 @@ pub(crate) type OidMap<V> = HashMap<Oid, V, BuildHasherDefault<OidHasher>>;
 
 struct Slot {
     entry: Entry,
-    referenced: bool,
+    /// Set by lookups under the shard's read lock, cleared by the CLOCK sweep.
+    referenced: AtomicBool,
 }
 
 #[derive(Default)]
@@ -65,13 +66,24 @@ struct Shard {
     ring: VecDeque<Oid>,
 }
 
-const SHARDS: usize = 16;
+/// Most shards; small caches get fewer, so the bound stays close to what was asked.
+const MAX_SHARDS: usize = 64;
+/// Fewest objects per shard before the cache uses fewer shards.
+const MIN_PER_SHARD: usize = 256;
+
+/// One shard per cache line pair, so threads working on different shards never
+/// invalidate each other's lines.
+#[derive(Default)]
+#[repr(align(128))]
+struct Padded(RwLock<Shard>);
 
 /// The shared cache.
+///
+/// Lookups take a shard's read lock only and touch no shared counter, so readers on
+/// several threads do not serialise on each other.
 pub(crate) struct Cache {
-    shards: Box<[Mutex<Shard>]>,
+    shards: Box<[Padded]>,
     per_shard: usize,
-    hits: AtomicU64,
     misses: AtomicU64,
 }
 
@@ -79,26 +91,45 @@ impl Cache {
     /// A cache that keeps about `capacity` objects.
     pub(crate) fn new(capacity: usize) -> Cache {
         Cache {
-            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
-            per_shard: capacity.div_ceil(SHARDS).max(1),
-            hits: AtomicU64::new(0),
+            shards: (0..Self::shard_count(capacity)).map(|_| Padded::default()).collect(),
+            per_shard: capacity.div_ceil(Self::shard_count(capacity)).max(1),
             misses: AtomicU64::new(0),
         }
     }
 
-    fn shard(&self, oid: Oid) -> MutexGuard<'_, Shard> {
-        let i = (oid.0 as usize) % SHARDS;
-        // Shard updates cannot panic halfway, so a poisoned lock is still sound.
-        self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
+    fn shard_count(capacity: usize) -> usize {
+        (capacity / MIN_PER_SHARD).clamp(1, MAX_SHARDS)
+    }
+
+    fn index(&self, oid: Oid) -> usize {
+        (oid.0 as usize) % self.shards.len()
+    }
+
+    // Shard updates cannot panic halfway, so a poisoned lock still guards sound data.
+    fn read(&self, oid: Oid) -> RwLockReadGuard<'_, Shard> {
+        self.shards[self.index(oid)]
+            .0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self, oid: Oid) -> RwLockWriteGuard<'_, Shard> {
+        self.shards[self.index(oid)]
+            .0
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// The cached version of `oid`, marking it recently used.
     pub(crate) fn get(&self, oid: Oid) -> Option<Entry> {
-        let mut s = self.shard(oid);
-        match s.map.get_mut(&oid) {
+        let s = self.read(oid);
+        match s.map.get(&oid) {
             Some(slot) => {
-                slot.referenced = true;
-                self.hits.fetch_add(1, Ordering::Relaxed);
+                // Only write the flag when it changes, so hot entries stay shared in
+                // every core's cache.
+                if !slot.referenced.load(Ordering::Relaxed) {
+                    slot.referenced.store(true, Ordering::Relaxed);
+                }
                 Some(slot.entry.clone())
             }
             None => {
@@ -110,16 +141,16 @@ impl Cache {
 
     /// Whether `oid` has an entry (without counting a hit or miss).
     pub(crate) fn contains(&self, oid: Oid) -> bool {
-        self.shard(oid).map.contains_key(&oid)
+        self.read(oid).map.contains_key(&oid)
     }
 
     /// Stores `entry` for `oid`, evicting another entry if the shard is full.
     pub(crate) fn insert(&self, oid: Oid, entry: Entry) {
-        let mut s = self.shard(oid);
+        let mut s = self.write(oid);
         let shard = &mut *s;
         if let Some(slot) = shard.map.get_mut(&oid) {
             slot.entry = entry;
-            slot.referenced = true;
+            *slot.referenced.get_mut() = true;
             return;
         }
         while shard.map.len() >= self.per_shard {
@@ -128,8 +159,8 @@ impl Cache {
             };
             match shard.map.get_mut(&victim) {
                 None => {}
-                Some(slot) if slot.referenced => {
-                    slot.referenced = false;
+                Some(slot) if slot.referenced.load(Ordering::Relaxed) => {
+                    *slot.referenced.get_mut() = false;
                     shard.ring.push_back(victim);
                 }
                 Some(_) => {
@@ -141,7 +172,7 @@ impl Cache {
             oid,
             Slot {
                 entry,
-                referenced: false,
+                referenced: AtomicBool::new(false),
             },
         );
         shard.ring.push_back(oid);
@@ -154,7 +185,7 @@ impl Cache {
 
     /// Replaces a raw entry by its decoded state, if the entry is still that version.
     pub(crate) fn upgrade(&self, oid: Oid, tid: Tid, state: AnyState, type_name: &'static str) {
-        let mut s = self.shard(oid);
+        let mut s = self.write(oid);
         if let Some(slot) = s.map.get_mut(&oid) {
             if slot.entry.tid == tid && matches!(slot.entry.state, State::Raw(_)) {
                 slot.entry.state = State::Typed(state, type_name);
@@ -164,28 +195,25 @@ impl Cache {
 
     /// Drops `oid`'s entry.
     pub(crate) fn remove(&self, oid: Oid) {
-        self.shard(oid).map.remove(&oid);
+        self.write(oid).map.remove(&oid);
     }
 
     /// Number of cached objects.
     pub(crate) fn len(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).map.len())
+            .map(|s| s.0.read().unwrap_or_else(|p| p.into_inner()).map.len())
             .sum()
     }
 
-    /// Lookups that found an entry, and lookups that did not.
-    pub(crate) fn hits_and_misses(&self) -> (u64, u64) {
-        (
-            self.hits.load(Ordering::Relaxed),
-            self.misses.load(Ordering::Relaxed),
-        )
+    /// Lookups that found no entry.
+    pub(crate) fn misses(&self) -> u64 {
+        self.misses.load(Ordering::Relaxed)
     }
 
     /// The configured capacity.
     pub(crate) fn capacity(&self) -> usize {
-        self.per_shard * SHARDS
+        self.per_shard * self.shards.len()
     }
 }
 

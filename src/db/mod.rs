@@ -29,6 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use futures::stream::{FuturesOrdered, StreamExt};
 
 use self::cache::{AnyState, Cache, Entry, State};
 use self::locks::LockMap;
@@ -39,6 +40,10 @@ use crate::record::{CommitRequest, Loaded, Oid, Record, Tid};
 use crate::storage::{FileStorage, MemoryStorage, Storage};
 
 pub use tools::ObjectInfo;
+
+/// Batches of at least this many states are encoded or decoded on the blocking pool;
+/// smaller ones cost less than the hand-off and stay on the caller's task.
+const OFFLOAD_AT: usize = 64;
 pub use transaction::Transaction;
 
 /// Settings of a [`Db`].
@@ -72,11 +77,11 @@ impl Default for DbOptions {
 /// Counters of a [`Db`]'s work.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DbStats {
-    /// Loads that went to the storage (cache misses and older-snapshot reads).
+    /// Calls that loaded from the storage (cache misses, batches of misses, and reads
+    /// of versions older than the cached one).
     pub storage_loads: u64,
-    /// Cache lookups that found an entry.
-    pub cache_hits: u64,
-    /// Cache lookups that did not.
+    /// Cache lookups that found no entry. (Hits are not counted: a shared counter on
+    /// the hit path would make readers on different threads contend.)
     pub cache_misses: u64,
     /// Objects in the cache now.
     pub cached: usize,
@@ -96,7 +101,8 @@ pub(crate) struct Inner {
     published: Mutex<BTreeSet<u64>>,
     needs_resync: AtomicBool,
     resync_lock: async_lock::Mutex<()>,
-    oid_pool: async_lock::Mutex<Vec<Oid>>,
+    /// Oids ready to hand out, and the size of the last refill.
+    oid_pool: async_lock::Mutex<(Vec<Oid>, u64)>,
     options: DbOptions,
     storage_loads: AtomicU64,
     resolved: AtomicU64,
@@ -160,7 +166,7 @@ impl<R: Persistent + Default> Db<R> {
                 published: Mutex::new(BTreeSet::new()),
                 needs_resync: AtomicBool::new(false),
                 resync_lock: async_lock::Mutex::new(()),
-                oid_pool: async_lock::Mutex::new(Vec::new()),
+                oid_pool: async_lock::Mutex::new((Vec::new(), 0)),
                 options,
                 storage_loads: AtomicU64::new(0),
                 resolved: AtomicU64::new(0),
@@ -263,11 +269,9 @@ impl<R: Persistent> Db<R> {
 
     /// Counters of this database's work.
     pub fn stats(&self) -> DbStats {
-        let (hits, misses) = self.inner.cache.hits_and_misses();
         DbStats {
             storage_loads: self.inner.storage_loads.load(Ordering::Relaxed),
-            cache_hits: hits,
-            cache_misses: misses,
+            cache_misses: self.inner.cache.misses(),
             cached: self.inner.cache.len(),
             oid_locks: self.inner.locks.len(),
             resolved_conflicts: self.inner.resolved.load(Ordering::Relaxed),
@@ -293,27 +297,30 @@ fn jitter(d: Duration) -> Duration {
 }
 
 impl Inner {
-    /// A fresh oid, from a pool refilled from the storage in batches.
+    /// A fresh oid, from a pool refilled from the storage in batches that double (up to
+    /// 4,096) while the pool keeps running dry, so bulk inserts rarely wait on it.
     async fn new_oid(&self) -> Result<Oid> {
         let mut pool = self.oid_pool.lock().await;
-        if pool.is_empty() {
-            let mut fresh = self.storage.new_oids(64).await?;
+        if pool.0.is_empty() {
+            let batch = (pool.1 * 2).clamp(32, 4096);
+            let mut fresh = self.storage.new_oids(batch).await?;
             fresh.reverse();
-            *pool = fresh;
+            *pool = (fresh, batch);
         }
-        pool.pop()
+        pool.0
+            .pop()
             .ok_or_else(|| Error::Invalid("the storage handed out no oids".into()))
     }
 
     /// Loads `oid` as a `T` at `snapshot`: from the cache when its entry is visible at
     /// the snapshot, else from the storage (filling the cache with the newest version).
     async fn load<T: Persistent>(&self, oid: Oid, snapshot: Tid) -> Result<(Arc<T>, Tid)> {
-        if let Some(hit) = self.from_cache::<T>(oid, snapshot)? {
+        if let Some(hit) = self.cached::<T>(oid, snapshot)? {
             return Ok(hit);
         }
         let newest = {
             let _g = self.locks.lock(oid).await;
-            if let Some(hit) = self.from_cache::<T>(oid, snapshot)? {
+            if let Some(hit) = self.cached::<T>(oid, snapshot)? {
                 return Ok(hit);
             }
             self.storage_loads.fetch_add(1, Ordering::Relaxed);
@@ -334,6 +341,94 @@ impl Inner {
         self.load_old(oid, snapshot).await
     }
 
+    /// Loads many oids as `T`s at `snapshot`, fetching the cache misses with one storage
+    /// call per chunk. Chunks are fetched a few at a time and decoded on the blocking
+    /// pool, so reading the file and decoding overlap.
+    async fn load_many<T: Persistent>(&self, oids: &[Oid], snapshot: Tid) -> Result<Vec<Arc<T>>> {
+        const CHUNK: usize = 1024;
+        const IN_FLIGHT: usize = 3;
+        let mut out: Vec<Option<Arc<T>>> = Vec::with_capacity(oids.len());
+        let mut missing = Vec::new();
+        for &oid in oids {
+            match self.cached::<T>(oid, snapshot)? {
+                Some((t, _)) => out.push(Some(t)),
+                None => {
+                    out.push(None);
+                    missing.push(oid);
+                }
+            }
+        }
+        if !missing.is_empty() {
+            missing.sort_unstable();
+            missing.dedup();
+            let _guards = self.locks.lock_many(missing.iter().copied()).await;
+            // Double-check under the locks; fetch only what is still missing.
+            let mut fetch = Vec::with_capacity(missing.len());
+            for &oid in &missing {
+                if !self.cache.contains(oid) {
+                    fetch.push(oid);
+                }
+            }
+            // A few chunks in flight at once, consumed in order. (A plain loop rather than
+            // stream combinators with closures keeps this future provably `Send`.)
+            let mut chunks = fetch.chunks(CHUNK);
+            let mut pending = FuturesOrdered::new();
+            for c in chunks.by_ref().take(IN_FLIGHT) {
+                pending.push_back(self.fetch_decoded::<T>(c.to_vec()));
+            }
+            while let Some(done) = pending.next().await {
+                for (oid, state, tid) in done? {
+                    self.cache.insert(
+                        oid,
+                        Entry {
+                            tid,
+                            state: State::Typed(state, T::TYPE_NAME),
+                        },
+                    );
+                }
+                if let Some(c) = chunks.next() {
+                    pending.push_back(self.fetch_decoded::<T>(c.to_vec()));
+                }
+            }
+        }
+        // Fill from the cache (now holding the newest versions); snapshots older than
+        // the newest version read it from the storage.
+        let mut result = Vec::with_capacity(out.len());
+        for (i, o) in out.into_iter().enumerate() {
+            match o {
+                Some(t) => result.push(t),
+                None => match self.cached::<T>(oids[i], snapshot)? {
+                    Some((t, _)) => result.push(t),
+                    None => result.push(self.load_old::<T>(oids[i], snapshot).await?.0),
+                },
+            }
+        }
+        Ok(result)
+    }
+
+    /// Loads the newest versions of `chunk` and decodes them (on the blocking pool when
+    /// there are many).
+    async fn fetch_decoded<T: Persistent>(&self, chunk: Vec<Oid>) -> Result<Vec<(Oid, Arc<T>, Tid)>> {
+        self.storage_loads.fetch_add(1, Ordering::Relaxed);
+        let loaded = self.storage.load_many(chunk.clone(), None).await?;
+        let many = chunk.len() >= OFFLOAD_AT;
+        let decode_all = move || -> Result<Vec<(Oid, Arc<T>, Tid)>> {
+            chunk
+                .into_iter()
+                .zip(loaded)
+                .map(|(oid, l)| {
+                    let Loaded { record, tid } = l.ok_or(Error::NotFound { oid })?;
+                    Ok((oid, Arc::new(decode::<T>(oid, &record.data)?), tid))
+                })
+                .collect()
+        };
+        if many {
+            blocking::unblock(decode_all).await
+        } else {
+            decode_all()
+        }
+    }
+
     /// Reads a version older than the cached one straight from the storage.
     async fn load_old<T: Persistent>(&self, oid: Oid, snapshot: Tid) -> Result<(Arc<T>, Tid)> {
         self.storage_loads.fetch_add(1, Ordering::Relaxed);
@@ -343,7 +438,7 @@ impl Inner {
 
     /// The cached state of `oid` if it is visible at `snapshot`; `Ok(None)` on a miss or
     /// when the snapshot needs an older version.
-    fn from_cache<T: Persistent>(&self, oid: Oid, snapshot: Tid) -> Result<Option<(Arc<T>, Tid)>> {
+    fn cached<T: Persistent>(&self, oid: Oid, snapshot: Tid) -> Result<Option<(Arc<T>, Tid)>> {
         let Some(e) = self.cache.get(oid) else {
             return Ok(None);
         };

@@ -1,7 +1,7 @@
 //! Transactions: a snapshot, a read set and a write set.
 
 use std::any::Any;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::cache::AnyState;
@@ -10,7 +10,11 @@ use crate::error::{Error, Result};
 use crate::object::{decode, Persistent, Ref};
 use crate::record::{CommitRequest, Committed, Oid, Record, Tid};
 
-type ReadSet = HashSet<Oid, std::hash::BuildHasherDefault<super::cache::OidHasher>>;
+/// Every oid this transaction read, with the state it saw (None: it did not exist, or
+/// the read failed). Later reads of the same oid are served from here: the snapshot
+/// never changes, so neither does the answer.
+type ReadSet =
+    HashMap<Oid, Option<(AnyState, &'static str)>, std::hash::BuildHasherDefault<super::cache::OidHasher>>;
 
 /// A state this transaction will write, with the state it started from (for merging
 /// conflicts).
@@ -27,6 +31,8 @@ trait AnyWrite: Send + Sync {
     fn type_name(&self) -> &'static str;
     fn record(&self, oid: Oid) -> Result<Record>;
     fn state(&self) -> AnyState;
+    /// A handle on the same states (cheap: they are shared), for encoding elsewhere.
+    fn share(&self) -> Box<dyn AnyWrite>;
     /// Merges with `committed` (record data of the version committed since), if the
     /// type can and this write has a base; the merged write's new base is `committed`.
     fn resolve(&self, oid: Oid, committed: &[u8]) -> Result<Option<Box<dyn AnyWrite>>>;
@@ -47,6 +53,12 @@ impl<T: Persistent> AnyWrite for Write<T> {
     }
     fn state(&self) -> AnyState {
         self.state.clone()
+    }
+    fn share(&self) -> Box<dyn AnyWrite> {
+        Box::new(Write {
+            state: self.state.clone(),
+            base: self.base.clone(),
+        })
     }
     fn resolve(&self, oid: Oid, committed: &[u8]) -> Result<Option<Box<dyn AnyWrite>>> {
         let Some(base) = &self.base else { return Ok(None) };
@@ -98,15 +110,56 @@ impl<R: Persistent> Transaction<R> {
     /// Reads an object: this transaction's own write of it, or its committed state as
     /// of the snapshot. Cheap when cached: the state is shared, not copied.
     pub async fn get<T: Persistent>(&self, r: Ref<T>) -> Result<Arc<T>> {
-        if let Some(w) = self.writes.get(&r.oid()) {
-            return downcast_write::<T>(r.oid(), &**w).map(|w| w.state.clone());
+        let oid = r.oid();
+        if let Some(w) = self.writes.get(&oid) {
+            return downcast_write::<T>(oid, &**w).map(|w| w.state.clone());
         }
-        self.note_read(r.oid());
-        Ok(self.db.inner.load::<T>(r.oid(), self.snapshot).await?.0)
+        if let Some(seen) = self.read_cell().entry(oid).or_insert(None) {
+            return downcast_state::<T>(oid, seen);
+        }
+        let t = self.db.inner.load::<T>(oid, self.snapshot).await?.0;
+        let state: AnyState = t.clone();
+        self.read_cell().insert(oid, Some((state, T::TYPE_NAME)));
+        Ok(t)
     }
 
-    fn note_read(&self, oid: Oid) {
-        self.read_cell().insert(oid);
+    /// Reads many objects of one type at once; every one that is not cached is fetched
+    /// from the storage in one call (per 1,024), which makes walking a large graph level
+    /// by level far cheaper than one `get` at a time.
+    pub async fn get_many<T: Persistent>(&self, refs: &[Ref<T>]) -> Result<Vec<Arc<T>>> {
+        let mut out: Vec<Option<Arc<T>>> = Vec::with_capacity(refs.len());
+        let mut need = Vec::new();
+        {
+            let mut reads = self.read_cell();
+            for r in refs {
+                let oid = r.oid();
+                if let Some(w) = self.writes.get(&oid) {
+                    out.push(Some(downcast_write::<T>(oid, &**w)?.state.clone()));
+                } else if let Some(seen) = reads.entry(oid).or_insert(None) {
+                    out.push(Some(downcast_state::<T>(oid, seen)?));
+                } else {
+                    out.push(None);
+                    need.push(oid);
+                }
+            }
+        }
+        let loaded = self.db.inner.load_many::<T>(&need, self.snapshot).await?;
+        {
+            let mut reads = self.read_cell();
+            for (oid, t) in need.iter().zip(&loaded) {
+                let state: AnyState = t.clone();
+                reads.insert(*oid, Some((state, T::TYPE_NAME)));
+            }
+        }
+        let mut loaded = loaded.into_iter();
+        out.into_iter()
+            .zip(refs)
+            .map(|(o, r)| match o {
+                Some(t) => Ok(t),
+                // `load_many` returns one state per oid asked for, in order.
+                None => loaded.next().ok_or(Error::NotFound { oid: r.oid() }),
+            })
+            .collect()
     }
 
     fn read_cell(&self) -> MutexGuard<'_, ReadSet> {
@@ -195,7 +248,7 @@ impl<R: Persistent> Transaction<R> {
             });
         }
         let mut rebased: Vec<(Oid, Tid)> = Vec::new();
-        let reads: Vec<Oid> = std::mem::take(&mut *self.read_cell()).into_iter().collect();
+        let reads: Vec<Oid> = std::mem::take(&mut *self.read_cell()).into_keys().collect();
         // Hold the written oids' locks through every attempt: merges then see the final
         // committed state, and no other task of this Db can slip in between.
         let inner = self.db.inner.clone();
@@ -204,12 +257,12 @@ impl<R: Persistent> Transaction<R> {
         // handful of rounds settles all but pathological contention.
         const MAX_MERGES: usize = 16;
         for _ in 0..MAX_MERGES {
-            let mut records = Vec::with_capacity(self.writes.len());
-            let mut states = Vec::with_capacity(self.writes.len());
-            for (&oid, w) in &self.writes {
-                records.push(w.record(oid)?);
-                states.push((oid, w.state(), w.type_name()));
-            }
+            let records = self.encode_writes().await?;
+            let states = self
+                .writes
+                .iter()
+                .map(|(&oid, w)| (oid, w.state(), w.type_name()))
+                .collect();
             let req = CommitRequest {
                 snapshot: self.snapshot,
                 records,
@@ -226,6 +279,34 @@ impl<R: Persistent> Transaction<R> {
             }
         }
         Err(Error::Invalid("conflict resolution did not settle".into()))
+    }
+
+    /// Encodes every write into a record: inline for a few, else in parallel chunks on
+    /// the blocking pool, off the caller's task.
+    async fn encode_writes(&self) -> Result<Vec<Record>> {
+        if self.writes.len() < super::OFFLOAD_AT {
+            return self.writes.iter().map(|(&oid, w)| w.record(oid)).collect();
+        }
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).max(2);
+        let per = self.writes.len().div_ceil(workers).max(super::OFFLOAD_AT);
+        let shared: Vec<(Oid, Box<dyn AnyWrite>)> =
+            self.writes.iter().map(|(&oid, w)| (oid, w.share())).collect();
+        let mut jobs = Vec::new();
+        let mut rest = shared.into_iter();
+        loop {
+            let chunk: Vec<_> = rest.by_ref().take(per).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            jobs.push(blocking::unblock(move || {
+                chunk
+                    .iter()
+                    .map(|(oid, w)| w.record(*oid))
+                    .collect::<Result<Vec<Record>>>()
+            }));
+        }
+        let parts = futures::future::try_join_all(jobs).await?;
+        Ok(parts.into_iter().flatten().collect())
     }
 
     /// Tries to merge every conflicting oid; false if any cannot be merged.
@@ -259,6 +340,14 @@ impl<R: Persistent> Transaction<R> {
 
     /// Abandons the transaction (as dropping it does).
     pub fn abort(self) {}
+}
+
+fn downcast_state<T: Persistent>(oid: Oid, seen: &(AnyState, &'static str)) -> Result<Arc<T>> {
+    seen.0.clone().downcast::<T>().map_err(|_| Error::WrongType {
+        oid,
+        expected: T::TYPE_NAME.into(),
+        found: seen.1.into(),
+    })
 }
 
 fn downcast_write<T: Persistent>(oid: Oid, w: &dyn AnyWrite) -> Result<&Write<T>> {
