@@ -91,7 +91,9 @@ impl Cache {
     /// A cache that keeps about `capacity` objects.
     pub(crate) fn new(capacity: usize) -> Cache {
         Cache {
-            shards: (0..Self::shard_count(capacity)).map(|_| Padded::default()).collect(),
+            shards: (0..Self::shard_count(capacity))
+                .map(|_| Padded::default())
+                .collect(),
             per_shard: capacity.div_ceil(Self::shard_count(capacity)).max(1),
             misses: AtomicU64::new(0),
         }
