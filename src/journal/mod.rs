@@ -139,6 +139,8 @@ struct Writer {
     /// A torn tail at this offset must be cut off before the next append.
     torn_tail: Option<u64>,
     since_checkpoint: u64,
+    /// Size of the last checkpoint written (or found on open).
+    last_checkpoint_len: u64,
     slots: [Option<Slot>; 2],
     /// The first oid this process handed out (sizes the reservations).
     first_oid_this_session: u64,
@@ -350,6 +352,7 @@ impl Journal {
                 },
                 slots,
                 first_oid_this_session: next_oid,
+                last_checkpoint_len: base.as_ref().map_or(0, |b| b.block_len),
             }),
             poisoned: OnceLock::new(),
             closed: AtomicBool::new(false),
@@ -734,7 +737,9 @@ impl Journal {
         }
         self.commits.fetch_add(1, Ordering::Relaxed);
         if let Some(every) = self.opts.checkpoint_every {
-            if w.since_checkpoint >= every {
+            // At least twice the last checkpoint's size apart, so checkpoints of a large
+            // index cost a bounded fraction of what is appended.
+            if w.since_checkpoint >= every.max(2 * w.last_checkpoint_len) {
                 self.write_checkpoint(&mut w)?;
             }
         }
@@ -850,6 +855,7 @@ impl Journal {
         }
         w.slots[which] = Some(slot);
         w.since_checkpoint = 0;
+        w.last_checkpoint_len = bytes.len() as u64;
         Ok(())
     }
 

@@ -8,8 +8,8 @@
 //!   transactions of 10,000 (records/s), and the file size per record afterwards;
 //!   durus also without index checkpoints (that store is dropped unclosed, for W4);
 //! - **W2** 5,000 single-record durable commits by one writer (commits/s, and as a
-//!   fraction of the fdatasync rate), durus with and without preallocation and
-//!   through the async `FileStorage`;
+//!   fraction of the fdatasync rate, probed again in the same rounds), durus with and
+//!   without preallocation and through the async `FileStorage`;
 //! - **W3** 1,000,000 uniformly random loads from the W1 store after a reopen, on 1 and
 //!   2 threads: durus's synchronous `Journal`, the async `FileStorage` (`load_many` in
 //!   batches of 100, and single `load` calls on a smaller count), SQLite and redb; plus
@@ -48,13 +48,11 @@ use crate::durus_engine::{JournalWriter, StorageWriter};
 use crate::redb_engine::RedbWriter;
 use crate::report::{int, mib, ms, per_sec, rate, ratio_verdict, secs, time_verdict, Bound, Table, Verdict};
 use crate::sqlite_engine::SqliteWriter;
+use crate::sys::SyncProbe;
 use crate::writes::{Finish, Writer};
 
-/// The disk's own sync rates, measured by this program.
-struct SyncRates {
-    overwrite: f64,
-    append: f64,
-}
+const PROBE_OVERWRITE: &str = "disk: 4 KiB overwrite at offset 0 + fdatasync";
+const PROBE_APPEND: &str = "disk: 4 KiB append (file grows) + fdatasync";
 
 /// The W1 stores, which W3 and W4 read.
 struct Stores {
@@ -76,11 +74,11 @@ fn main() {
         .expect("create the benchmark temporary directory");
     let dir = tmp.path();
     print_setup(&args, dir);
-    let sync = measure_sync(&args, dir, "before W1");
+    measure_sync(&args, dir, "before W1");
     let mut verdicts = Vec::new();
     let stores = w1_bulk_load(&args, dir, &mut verdicts);
     print_sizes(&args, &stores);
-    w2_single_commits(&args, dir, &sync, &mut verdicts);
+    w2_single_commits(&args, dir, &mut verdicts);
     measure_sync(&args, dir, "again after W2 (drift check)");
     let keys = data::random_keys(args.records, args.loads);
     w3_random_loads(&args, &stores, &keys, &mut verdicts);
@@ -122,24 +120,20 @@ fn print_setup(args: &Args, dir: &Path) {
     );
 }
 
-fn measure_sync(args: &Args, dir: &Path, when: &str) -> SyncRates {
+fn measure_sync(args: &Args, dir: &Path, when: &str) {
     sys::settle();
-    let overwrite = sys::fdatasync_overwrite_rate(dir, args.sync_secs);
+    let overwrite = SyncProbe::overwrite(dir, "probe-overwrite").rate(args.sync_secs);
     sys::settle();
-    let append = sys::fdatasync_append_rate(dir, args.sync_secs);
+    let append = SyncProbe::append(dir, "probe-append").rate(args.sync_secs);
     println!(
         "\nMachine fdatasync rate, {when} ({} s per probe)",
         args.sync_secs
     );
     let mut t = Table::new(&["probe", "syncs/s", "ms/sync"]);
-    for (name, r) in [
-        ("4 KiB overwrite at offset 0 + fdatasync", overwrite),
-        ("4 KiB append (file grows) + fdatasync", append),
-    ] {
+    for (name, r) in [(PROBE_OVERWRITE, overwrite), (PROBE_APPEND, append)] {
         t.row(vec![name.into(), per_sec(r), format!("{:.3}", 1e3 / r)]);
     }
     t.print();
-    SyncRates { overwrite, append }
 }
 
 /// Prints one sync-accounting row per durable durus run and exits if one is short.
@@ -280,9 +274,9 @@ fn print_sizes(args: &Args, s: &Stores) {
     t.print();
 }
 
-fn w2_single_commits(args: &Args, dir: &Path, sync: &SyncRates, verdicts: &mut Vec<Verdict>) {
+fn w2_single_commits(args: &Args, dir: &Path, verdicts: &mut Vec<Verdict>) {
     println!(
-        "\nW2 single-record durable commits: {} commits, one writer ({} interleaved rounds)",
+        "\nW2 single-record durable commits: {} commits, one writer ({} interleaved rounds, with the disk probes)",
         int(args.commits),
         args.rounds
     );
@@ -297,33 +291,38 @@ fn w2_single_commits(args: &Args, dir: &Path, sync: &SyncRates, verdicts: &mut V
         "durus FileStorage (async, default options)",
         "SQLite (WAL, synchronous=FULL)",
         "redb (Durability::Immediate)",
+        PROBE_OVERWRITE,
+        PROBE_APPEND,
     ];
-    let writers = vec![
+    let writers: Vec<Box<dyn Writer>> = vec![
         JournalWriter::create(&dir.join("w2-prealloc.durus"), JournalOptions::default(), false),
         JournalWriter::create(&dir.join("w2-no-prealloc.durus"), no_prealloc, false),
         StorageWriter::create(&dir.join("w2-async.durus")),
         SqliteWriter::create(&dir.join("w2.sqlite")),
         RedbWriter::create(&dir.join("w2.redb")),
+        Box::new(SyncProbe::overwrite(dir, "w2-probe-overwrite")),
+        Box::new(SyncProbe::append(dir, "w2-probe-append")),
     ];
     let runs = run_writers(writers, args, n, 1);
+    let r: Vec<f64> = runs.iter().map(|(took, _)| rate(n, *took)).collect();
+    let (overwrite, append) = (r[5], r[6]);
 
-    println!("  (fractions are of the fdatasync rates measured before W1)");
+    println!("  (fractions are of the disk probes' rates in these same rounds)");
     let mut t = Table::new(&[
         "engine",
         "commits/s",
         "time s",
-        "of overwrite fdatasync/s",
-        "of append fdatasync/s",
+        "of overwrite+fdatasync/s",
+        "of append+fdatasync/s",
     ]);
-    for (name, (took, _)) in names.iter().zip(&runs) {
-        let r = rate(n, *took);
-        let pct = |of: f64| format!("{:.0}%", 100.0 * r / of);
+    for ((name, (took, _)), rate) in names.iter().zip(&runs).zip(&r) {
+        let pct = |of: f64| format!("{:.0}%", 100.0 * rate / of);
         t.row(vec![
             name.to_string(),
-            per_sec(r),
+            per_sec(*rate),
             secs(*took),
-            pct(sync.overwrite),
-            pct(sync.append),
+            pct(overwrite),
+            pct(append),
         ]);
     }
     t.print();
@@ -332,7 +331,6 @@ fn w2_single_commits(args: &Args, dir: &Path, sync: &SyncRates, verdicts: &mut V
         ("W2 preallocate: 0", durus_stats(&runs[1].1), n),
         ("W2 FileStorage (incl. close)", durus_stats(&runs[2].1), n),
     ]);
-    let r: Vec<f64> = runs.iter().map(|(took, _)| rate(n, *took)).collect();
     report::print_ratio("W2 durus preallocate 4 MiB / preallocate: 0", r[0], r[1]);
     report::print_ratio("W2 durus FileStorage/SQLite commits/s", r[2], r[3]);
     for v in [

@@ -8,31 +8,59 @@ use std::time::{Duration, Instant};
 
 const PROBE_BLOCK: usize = 4096;
 
-/// Syncs per second of a 4 KiB write at offset 0 of a preallocated file, each followed by
-/// `fdatasync`: the ceiling for one durable commit at a time that does not grow its file.
-pub fn fdatasync_overwrite_rate(dir: &Path, secs: f64) -> f64 {
-    let file = probe_file(dir, "fsync-probe-overwrite");
-    file.write_all_at(&vec![0u8; 1 << 20], 0)
-        .expect("preallocate the fsync probe file");
-    file.sync_all().expect("sync the preallocated fsync probe file");
-    let block = [0xA5u8; PROBE_BLOCK];
-    sync_loop(secs, |_| {
-        file.write_all_at(&block, 0).expect("probe write");
-        file.sync_data().expect("probe fdatasync");
-    })
+/// The disk's own sync cost: a 4 KiB write followed by `fdatasync`, either always at
+/// offset 0 of a preallocated file (the ceiling for one durable commit at a time that
+/// does not grow its file) or appended, so that every sync must also make a new file
+/// size durable.
+pub struct SyncProbe {
+    file: File,
+    append: bool,
+    writes: u64,
 }
 
-/// Syncs per second of a 4 KiB append (the file grows every time) followed by
-/// `fdatasync`, which then also has to make the new file size durable.
-pub fn fdatasync_append_rate(dir: &Path, secs: f64) -> f64 {
-    let file = probe_file(dir, "fsync-probe-append");
-    file.sync_all().expect("sync the empty fsync probe file");
-    let block = [0x5Au8; PROBE_BLOCK];
-    sync_loop(secs, |i| {
-        file.write_all_at(&block, i * PROBE_BLOCK as u64)
-            .expect("probe append");
-        file.sync_data().expect("probe fdatasync");
-    })
+impl SyncProbe {
+    /// A probe overwriting 4 KiB at offset 0 of a preallocated, synced file.
+    pub fn overwrite(dir: &Path, name: &str) -> SyncProbe {
+        let file = probe_file(dir, name);
+        file.write_all_at(&vec![0u8; 1 << 20], 0)
+            .expect("preallocate the fsync probe file");
+        file.sync_all().expect("sync the preallocated fsync probe file");
+        SyncProbe {
+            file,
+            append: false,
+            writes: 0,
+        }
+    }
+
+    /// A probe appending 4 KiB to an initially empty file.
+    pub fn append(dir: &Path, name: &str) -> SyncProbe {
+        let file = probe_file(dir, name);
+        file.sync_all().expect("sync the empty fsync probe file");
+        SyncProbe {
+            file,
+            append: true,
+            writes: 0,
+        }
+    }
+
+    /// One write and one `fdatasync`.
+    pub fn step(&mut self) {
+        let at = if self.append {
+            self.writes * PROBE_BLOCK as u64
+        } else {
+            0
+        };
+        self.file
+            .write_all_at(&[0xA5u8; PROBE_BLOCK], at)
+            .expect("probe write");
+        self.file.sync_data().expect("probe fdatasync");
+        self.writes += 1;
+    }
+
+    /// Steps for about `secs` seconds and returns syncs per second.
+    pub fn rate(mut self, secs: f64) -> f64 {
+        sync_loop(secs, || self.step())
+    }
 }
 
 fn probe_file(dir: &Path, name: &str) -> File {
@@ -45,13 +73,13 @@ fn probe_file(dir: &Path, name: &str) -> File {
         .expect("create an fsync probe file")
 }
 
-/// Runs `step(i)` for about `secs` seconds and returns steps per second.
-fn sync_loop(secs: f64, mut step: impl FnMut(u64)) -> f64 {
+/// Runs `step` for about `secs` seconds and returns steps per second.
+fn sync_loop(secs: f64, mut step: impl FnMut()) -> f64 {
     let limit = Duration::from_secs_f64(secs);
     let start = Instant::now();
     let mut n = 0u64;
     while start.elapsed() < limit {
-        step(n);
+        step();
         n += 1;
     }
     n as f64 / start.elapsed().as_secs_f64()

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use durus::journal::JournalStats;
 
-use crate::sys::settle;
+use crate::sys::{settle, SyncProbe};
 
 /// One engine's store, being written by durable transactions.
 pub trait Writer {
@@ -53,4 +53,18 @@ pub fn interleaved(writers: &mut [Box<dyn Writer>], records: u64, batch: u64, ro
         round += 1;
     }
     times
+}
+
+/// The disk's own write-and-fdatasync, run in the same rounds as the engines so that
+/// commit rates can be compared with the sync rate of the very same moments.
+impl Writer for SyncProbe {
+    fn commit(&mut self, from: u64, to: u64) {
+        for _ in from..to {
+            self.step();
+        }
+    }
+
+    fn finish(self: Box<Self>) -> Finish {
+        Finish::default()
+    }
 }
