@@ -9,7 +9,6 @@
 # crashing input is saved under fuzz/artifacts/TARGET/ (ignored by git) and can be
 # replayed with `cargo +nightly fuzz run TARGET FILE`, or on stable with
 # `cargo run --manifest-path fuzz/Cargo.toml --example replay -- TARGET FILE`.
-# DURUS_FUZZ_STRICT=1 turns off the harness's guards around known library bugs.
 set -euo pipefail
 
 secs="${1:-20}"

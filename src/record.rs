@@ -86,6 +86,29 @@ pub struct Record {
     pub refs: Vec<Oid>,
 }
 
+/// A fast hasher for oids. Oids are dense integers, so a multiplicative hash spreads them
+/// well at a fraction of SipHash's cost. Collisions cost time, never memory, so a
+/// hostile file can slow a map down but not blow it up.
+#[derive(Default)]
+pub struct OidHasher(u64);
+
+impl std::hash::Hasher for OidHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ b as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (n ^ (n >> 29)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+/// A hash map keyed by oid, with [`OidHasher`].
+pub type OidMap<V> = std::collections::HashMap<Oid, V, std::hash::BuildHasherDefault<OidHasher>>;
+
 /// A record as loaded from a storage, with the transaction that committed it.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Loaded {
@@ -113,27 +136,46 @@ pub struct CommitRequest {
 impl CommitRequest {
     /// Checks the request against a storage's allocator and history: every written oid
     /// was handed out (`oid < next_oid`, or the root), none is written twice, and the
-    /// snapshot is not in the future. Returns the written oids.
-    pub fn validate(&self, next_oid: u64, last_tid: Tid) -> Result<std::collections::BTreeSet<Oid>> {
+    /// snapshot is not in the future. Returns the written oids, ascending.
+    pub fn validate(&self, next_oid: u64, last_tid: Tid) -> Result<Vec<Oid>> {
         if self.snapshot > last_tid {
             return Err(Error::Invalid(format!(
                 "snapshot {} is after the last transaction {last_tid}",
                 self.snapshot
             )));
         }
-        let mut written = std::collections::BTreeSet::new();
-        for r in &self.records {
-            if r.oid.0 >= next_oid && r.oid != Oid::ROOT {
-                return Err(Error::Invalid(format!("oid {} was never allocated", r.oid)));
-            }
-            if !written.insert(r.oid) {
-                return Err(Error::Invalid(format!(
-                    "oid {} written twice in one commit",
-                    r.oid
-                )));
-            }
+        let mut written: Vec<Oid> = self.records.iter().map(|r| r.oid).collect();
+        if let Some(o) = written.iter().find(|o| o.0 >= next_oid && **o != Oid::ROOT) {
+            return Err(Error::Invalid(format!("oid {o} was never allocated")));
+        }
+        // Usually already ascending, which the sort notices in one pass.
+        written.sort_unstable();
+        if let Some(w) = written.windows(2).find(|w| w[0] == w[1]) {
+            return Err(Error::Invalid(format!(
+                "oid {} written twice in one commit",
+                w[0]
+            )));
         }
         Ok(written)
+    }
+
+    /// The oids changed after this request's snapshot (or rebase point) among those it
+    /// read or writes, ascending; `changed_after(oid, tid)` says whether a transaction
+    /// after `tid` wrote `oid`.
+    pub fn conflicts(
+        &self,
+        written: &[Oid],
+        mut changed_after: impl FnMut(Oid, Tid) -> Result<bool>,
+    ) -> Result<Vec<Oid>> {
+        let mut conflicts = Vec::new();
+        for &oid in self.reads.iter().chain(written) {
+            if changed_after(oid, self.checked_after(oid))? {
+                conflicts.push(oid);
+            }
+        }
+        conflicts.sort_unstable();
+        conflicts.dedup();
+        Ok(conflicts)
     }
 
     /// The tid after which a change to `oid` is a conflict for this request.

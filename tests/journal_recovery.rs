@@ -5,7 +5,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::Rng;
-use durus::journal::format::DATA_START;
+use durus::journal::format::{BlockHeader, DATA_START};
 use durus::journal::io::{FileIo, MemFile};
 use durus::journal::{verify, Durability, Journal, JournalOptions};
 use durus::record::{CommitRequest, Oid, Record, Tid};
@@ -488,4 +488,79 @@ fn a_failed_sync_poisons_the_journal_until_reopened() {
     let t = j.last_tid().unwrap();
     assert!(t == Tid(1) || t == Tid(2));
     j.commit(&req(t, b"four")).unwrap();
+}
+
+#[test]
+fn a_zeroed_stretch_before_intact_data_is_corruption_not_an_end() {
+    let (m, _, ranges) = fresh(4, 8);
+    let mut b = m.to_bytes();
+    // Zero the second transaction entirely: the scan sees an all-zero header there.
+    let (a, e) = ranges[2];
+    b[a as usize..e as usize].fill(0);
+    match Journal::open_io(Box::new(MemFile::from_bytes(b.clone())), read_only()) {
+        Err(Error::Corrupt { offset, .. }) => assert_eq!(offset, a),
+        other => panic!("zeroed middle opened as {:?}", other.map(|j| j.last_tid())),
+    }
+    assert!(matches!(
+        verify(&MemFile::from_bytes(b)),
+        Err(Error::Corrupt { .. })
+    ));
+}
+
+#[test]
+fn leftovers_after_the_end_are_cleared_before_appending() {
+    let (m, states, ranges) = fresh(3, 9);
+    let mut b = m.to_bytes();
+    let end = ranges.last().unwrap().1 as usize;
+    // After the end: a zero header, then bytes of an older, torn write that happen to
+    // contain an intact block header from the same write group as the end.
+    b.resize(end + 64, 0);
+    let mut stale = b[ranges[1].0 as usize..ranges[1].1 as usize].to_vec();
+    let mut h = BlockHeader::decode(&stale).unwrap();
+    h.group_start = end as u64; // written by the torn write that began at the end
+    stale[..64].copy_from_slice(&h.encode());
+    b.extend_from_slice(&stale);
+    let m2 = MemFile::from_bytes(b);
+    let j = Journal::open_io(Box::new(m2.clone()), opts()).unwrap();
+    assert_states(&j, &states, 3);
+    let c = j
+        .commit(&CommitRequest {
+            snapshot: Tid(3),
+            records: vec![Record::new(Oid(1), b"new".to_vec(), vec![])],
+            ..Default::default()
+        })
+        .unwrap();
+    drop(j);
+    let j = Journal::open_io(Box::new(m2.clone()), read_only()).unwrap();
+    assert_eq!(j.last_tid().unwrap(), c.tid);
+    assert_eq!(j.load(Oid(1)).unwrap().record.data, b"new");
+    assert_eq!(verify(&m2).unwrap().torn_tail, None);
+}
+
+#[test]
+fn close_gives_back_preallocated_space() {
+    let m = MemFile::new();
+    let j = Journal::open_io(
+        Box::new(m.clone()),
+        JournalOptions {
+            preallocate: 1 << 20,
+            ..opts()
+        },
+    )
+    .unwrap();
+    let oid = j.new_oids(1).unwrap()[0];
+    j.commit(&CommitRequest {
+        snapshot: Tid(0),
+        records: vec![Record::new(oid, vec![1], vec![])],
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(
+        m.len().unwrap() > j.end_offset() + 500_000,
+        "space was preallocated"
+    );
+    j.close().unwrap();
+    let j2 = Journal::open_io(Box::new(m.clone()), read_only()).unwrap();
+    assert_eq!(m.len().unwrap(), j2.end_offset(), "close trimmed the zeros");
+    assert_eq!(j2.load(oid).unwrap().record.data, vec![1]);
 }

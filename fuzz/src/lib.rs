@@ -16,11 +16,10 @@ use std::io::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use durus::journal::format::{
-    BlockHeader, BlockKind, FileHeader, Slot, BLOCK_HEADER, DATA_START, ENTRY_HEADER, INDEX_ENTRY, MAGIC,
-    SLOT_LEN, SLOT_OFFSETS, TRAILER,
+    BlockKind, FileHeader, BLOCK_HEADER, DATA_START, ENTRY_HEADER, INDEX_ENTRY, MAGIC, SLOT_LEN,
+    SLOT_OFFSETS, TRAILER,
 };
 use durus::journal::io::MemFile;
-use durus::journal::scan::{self, Step};
 use durus::journal::{Durability, Journal, JournalOptions, VerifyReport};
 use durus::record::{CommitRequest, Oid, Record, Tid, RECORD_HEADER};
 
@@ -243,11 +242,6 @@ pub fn journal_file_of(data: &[u8]) -> Option<Vec<u8>> {
 pub fn check_journal_open(data: &[u8]) {
     with_alloc_bound(data.len(), journal_bound(data.len()), || {
         let Some(file) = journal_file_of(data) else { return };
-        if skip_known_bug(KnownBug::OidFromFileSizesIndex, || {
-            max_oid_in_file(&file) >= file.len() as u64
-        }) {
-            return;
-        }
         let verified = durus::journal::verify(&MemFile::from_bytes(file.clone()));
         exercise_read_only(&file, verified.ok());
         exercise_writable(&file);
@@ -285,10 +279,20 @@ fn exercise_read_only(file: &[u8], verified: Option<VerifyReport>) {
     }
     let _ = j.end_offset();
     let _ = j.stats();
-    let bound = j.oid_bound();
+    // Every oid with a record (up to a cap), and the oids around them.
+    let present = j.oids().expect("listing the oids of an open journal");
+    assert!(
+        present.windows(2).all(|w| w[0] < w[1]),
+        "oids are ascending and unique"
+    );
+    let probe: Vec<Oid> = present
+        .iter()
+        .take(OID_CAP as usize)
+        .flat_map(|o| [*o, Oid(o.0.wrapping_add(1))])
+        .chain([Oid::ROOT, Oid(1)])
+        .collect();
     let snapshots = [0, last / 2, last.saturating_sub(1), last];
-    for oid in 0..bound.min(OID_CAP) {
-        let oid = Oid(oid);
+    for &oid in &probe {
         let newest = j.load(oid);
         for s in snapshots {
             let _ = j.load_at(oid, Tid(s));
@@ -307,7 +311,7 @@ fn exercise_read_only(file: &[u8], verified: Option<VerifyReport>) {
             "changes_since a tid after the last"
         );
     }
-    let few: Vec<Oid> = (0..bound.min(16)).map(Oid).collect();
+    let few: Vec<Oid> = probe.iter().take(16).copied().collect();
     let _ = j.load_many(&few, None);
     let _ = j.load_many(&few, Some(Tid(last)));
     if let Ok(c) = j.changes_since(Tid::ZERO) {
@@ -327,17 +331,6 @@ fn exercise_read_only(file: &[u8], verified: Option<VerifyReport>) {
 }
 
 fn exercise_writable(file: &[u8]) {
-    let max_seq = || {
-        SLOT_OFFSETS.iter().any(|&so| {
-            let so = so as usize;
-            file.get(so..so + SLOT_LEN)
-                .and_then(Slot::decode)
-                .is_some_and(|s| s.seq == u64::MAX)
-        })
-    };
-    if skip_known_bug(KnownBug::SlotSeqOverflow, max_seq) {
-        return;
-    }
     let mem = MemFile::from_bytes(file.to_vec());
     let opts = JournalOptions {
         read_only: false,
@@ -352,23 +345,9 @@ fn exercise_writable(file: &[u8]) {
         return;
     };
     let last = j.last_tid().expect("last_tid of an open journal");
-    if skip_known_bug(KnownBug::TidOverflow, || last.0 == u64::MAX) {
-        return;
-    }
-    // Non-zero bytes past the journal's logical end (an all-zero block header): a
-    // commit overwrites the start of them, and the reopen reads the rest as blocks.
-    let end = j.end_offset();
-    let garbage_after_end = || {
-        let end = usize::try_from(end).unwrap_or(usize::MAX);
-        file.get(end..).is_some_and(|rest| rest.iter().any(|&b| b != 0))
-    };
-    let reopen_must_work = !skip_known_bug(KnownBug::GarbageAfterEnd, garbage_after_end);
     let mut records = vec![Record::new(Oid::ROOT, b"fuzz root".to_vec(), vec![])];
     if let Ok(oids) = j.new_oids(1) {
         assert_eq!(oids.len(), 1, "new_oids(1) hands out one oid");
-        if skip_known_bug(KnownBug::OidFromFileSizesIndex, || oids[0].0 >= file.len() as u64) {
-            return;
-        }
         records[0].refs.push(oids[0]);
         records.push(Record::new(oids[0], b"fuzz child".to_vec(), vec![Oid::ROOT]));
     }
@@ -395,9 +374,6 @@ fn exercise_writable(file: &[u8]) {
     let _ = j.checkpoint();
     let _ = j.close();
     let Ok(c) = committed else { return };
-    if !reopen_must_work {
-        return;
-    }
     // Whatever was committed must survive a reopen.
     let j = Journal::open_io(Box::new(MemFile::from_bytes(mem.to_bytes())), read_only_opts())
         .expect("reopening a journal after a successful commit");
@@ -406,86 +382,6 @@ fn exercise_writable(file: &[u8]) {
         let l = j.load(r.oid).expect("loading a committed record after a reopen");
         assert_eq!(&l.record, r, "a committed record reads back after a reopen");
     }
-}
-
-// ---------------------------------------------------------------------------------
-// Known library bugs
-// ---------------------------------------------------------------------------------
-
-/// Library bugs this harness found and steps around, so that a fuzz run can look for
-/// other bugs (and CI stays green) until they are fixed. `DURUS_FUZZ_STRICT=1` turns
-/// every guard off: replay `fuzz/regressions/journal_open/*` with it to check a fix,
-/// then delete the variant and its guard.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum KnownBug {
-    /// `Overlay::set` (src/journal/index.rs) grows a dense vector to `oid + 1` slots for
-    /// an oid read from the file (a record in a transaction, or handed out by
-    /// `new_oids` from a reservation's or checkpoint's `next oid`): 24 bytes per oid
-    /// value, not per byte of the file; `u64::MAX` overflows `i + 1`.
-    /// Regressions: huge-oid-in-transaction, max-oid-in-transaction,
-    /// huge-reserved-oid-then-commit.
-    OidFromFileSizesIndex,
-    /// `commit` (src/journal/mod.rs) computes `last_tid + 1` unchecked; a journal whose
-    /// last tid is `u64::MAX` panics (debug) or writes tid 0 (release).
-    /// Regression: max-tid-then-commit.
-    TidOverflow,
-    /// Opening stops at an all-zero block header and ignores whatever follows it (it
-    /// neither looks for intact blocks of later write groups there, as it does after a
-    /// damaged header and as `verify` does, nor clears those bytes before appending).
-    /// The next commit overwrites only the start of them, and the next open reads the
-    /// leftovers behind the new block as blocks: the journal no longer opens ("an
-    /// intact later transaction follows", "block's write group starts after the
-    /// block"), or could take a leftover block as a transaction.
-    /// Regressions: intact-block-after-zero-end, leftover-header-after-commit.
-    GarbageAfterEnd,
-    /// `write_checkpoint` (src/journal/mod.rs) computes the new slot's `seq` as the
-    /// largest slot seq + 1 unchecked; a slot (CRC-valid, even one naming no checkpoint)
-    /// with seq `u64::MAX` panics (debug) or wraps to 0 (release), and then the stale
-    /// slot stays the "newest". Regression: max-slot-seq-then-checkpoint.
-    SlotSeqOverflow,
-}
-
-/// Whether to step around `bug` for this input: `applies` says whether the input would
-/// hit it. Always false under `DURUS_FUZZ_STRICT=1`.
-fn skip_known_bug(bug: KnownBug, applies: impl FnOnce() -> bool) -> bool {
-    static STRICT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let strict = *STRICT.get_or_init(|| std::env::var_os("DURUS_FUZZ_STRICT").is_some_and(|v| v == "1"));
-    let _ = bug;
-    !strict && applies()
-}
-
-/// The largest oid of a record entry that opening `file` reads, following the scan the
-/// journal does: from the start, and from after each checkpoint a slot names.
-fn max_oid_in_file(file: &[u8]) -> u64 {
-    let io = MemFile::from_bytes(file.to_vec());
-    let len = file.len() as u64;
-    let mut starts = vec![(DATA_START, 0)];
-    for &so in &SLOT_OFFSETS {
-        let so = so as usize;
-        let Some(slot) = file.get(so..so + SLOT_LEN).and_then(Slot::decode) else {
-            continue;
-        };
-        let Some(end) = slot.offset.checked_add(slot.len).filter(|&e| e <= len) else {
-            continue;
-        };
-        let Ok(at) = usize::try_from(slot.offset) else {
-            continue;
-        };
-        if let Some(Ok(h)) = file
-            .get(at..at.saturating_add(BLOCK_HEADER))
-            .map(BlockHeader::decode)
-        {
-            starts.push((end, h.tid));
-        }
-    }
-    let mut max = 0;
-    for (start, tid) in starts {
-        let mut sc = scan::Scanner::new(&io, len, start, tid);
-        while let Ok(Step::Block { entries, .. }) = sc.next_step() {
-            max = entries.iter().map(|e| e.oid.0).fold(max, u64::max);
-        }
-    }
-    max
 }
 
 // ---------------------------------------------------------------------------------

@@ -7,12 +7,11 @@
 //! makes no syscall.
 
 use std::any::Any;
-use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use crate::record::{Oid, Tid};
+use crate::record::{Oid, OidMap, Tid};
 
 /// A decoded state of some persistent type.
 pub(crate) type AnyState = Arc<dyn Any + Send + Sync>;
@@ -31,27 +30,6 @@ pub(crate) struct Entry {
     pub tid: Tid,
     pub state: State,
 }
-
-/// Oids are dense integers: a multiplicative hash spreads them well at a fraction of
-/// SipHash's cost.
-#[derive(Default)]
-pub(crate) struct OidHasher(u64);
-
-impl Hasher for OidHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ b as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (n ^ (n >> 29)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
-pub(crate) type OidMap<V> = HashMap<Oid, V, BuildHasherDefault<OidHasher>>;
 
 struct Slot {
     entry: Entry,

@@ -14,7 +14,7 @@ use crate::record::{CommitRequest, Committed, Oid, Record, Tid};
 /// the read failed). Later reads of the same oid are served from here: the snapshot
 /// never changes, so neither does the answer.
 type ReadSet =
-    HashMap<Oid, Option<(AnyState, &'static str)>, std::hash::BuildHasherDefault<super::cache::OidHasher>>;
+    HashMap<Oid, Option<(AnyState, &'static str)>, std::hash::BuildHasherDefault<crate::record::OidHasher>>;
 
 /// A state this transaction will write, with the state it started from (for merging
 /// conflicts).

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use super::format::{BlockHeader, INDEX_ENTRY};
 use super::io::FileIo;
 use crate::error::{Error, Result};
-use crate::record::{be_u32, be_u64, Oid};
+use crate::record::{be_u32, be_u64, Oid, OidMap};
 
 /// Where one record entry is: offset and length.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,18 +27,21 @@ struct Slot {
     len: u32,
 }
 
-/// Index entries written since the checkpoint, dense by oid (oids are handed out in
-/// sequence, so a vector beats a hash map in both memory and speed).
+/// Index entries written since the checkpoint. A hash map rather than a vector indexed
+/// by oid: oids come from the file, and a damaged or hostile file must not be able to
+/// make the index allocate in proportion to an oid's value.
 #[derive(Default)]
 pub struct Overlay {
-    slots: Vec<Slot>,
+    slots: OidMap<Slot>,
+    /// One past the highest oid present.
+    bound: u64,
 }
 
 impl Overlay {
     /// The newest entry of `oid` and the tid that wrote it, if written since the checkpoint.
     pub fn get(&self, oid: Oid) -> Option<(Loc, u64)> {
-        let s = self.slots.get(usize::try_from(oid.0).ok()?)?;
-        (s.offset != 0).then_some((
+        let s = self.slots.get(&oid)?;
+        Some((
             Loc {
                 offset: s.offset,
                 len: s.len,
@@ -49,22 +52,35 @@ impl Overlay {
 
     /// Records that `oid`'s newest entry is `loc`, written by `tid`.
     pub fn set(&mut self, oid: Oid, loc: Loc, tid: u64) {
-        // Oids were checked against the allocator (or bounded by the file) before they
-        // get here, so the vector stays proportional to the database.
-        let i = oid.0 as usize;
-        if i >= self.slots.len() {
-            self.slots.resize(i + 1, Slot::default());
-        }
-        self.slots[i] = Slot {
-            offset: loc.offset,
-            tid,
-            len: loc.len,
-        };
+        self.slots.insert(
+            oid,
+            Slot {
+                offset: loc.offset,
+                tid,
+                len: loc.len,
+            },
+        );
+        self.bound = self.bound.max(oid.0.saturating_add(1));
     }
 
     /// One past the highest oid present.
     pub fn bound(&self) -> u64 {
-        self.slots.len() as u64
+        self.bound
+    }
+
+    /// How many oids are present.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Whether no oid is present.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// The oids present, in no particular order.
+    pub fn oids(&self) -> impl Iterator<Item = Oid> + '_ {
+        self.slots.keys().copied()
     }
 }
 
@@ -160,5 +176,19 @@ impl BaseIndex {
             offset,
             len: be_u32(&e[8..12]),
         }))
+    }
+
+    /// Every oid the checkpoint holds a record for (reads every page).
+    pub fn oids(&self, io: &dyn FileIo) -> Result<Vec<Oid>> {
+        let mut out = Vec::new();
+        for p in 0..self.page_crcs.len() as u64 {
+            let page = self.page(io, p)?;
+            for (i, e) in page.chunks_exact(INDEX_ENTRY).enumerate() {
+                if be_u64(&e[0..8]) != 0 {
+                    out.push(Oid(p * self.per_page() + i as u64));
+                }
+            }
+        }
+        Ok(out)
     }
 }

@@ -59,8 +59,8 @@ pub struct JournalOptions {
     /// commit's sync does not also have to make a new file size durable. 0 turns it off.
     pub preallocate: u64,
     /// Write an index checkpoint after this many bytes have been appended since the last
-    /// one (and always on close), bounding the work of the next open. `None`: only on
-    /// close.
+    /// one (and at least twice the last checkpoint's size; always on close), bounding
+    /// the work of the next open after a crash. `None`: only on close.
     pub checkpoint_every: Option<u64>,
 }
 
@@ -71,7 +71,7 @@ impl Default for JournalOptions {
             read_only: false,
             create: true,
             preallocate: 4 << 20,
-            checkpoint_every: Some(64 << 20),
+            checkpoint_every: Some(256 << 20),
         }
     }
 }
@@ -323,6 +323,20 @@ impl Journal {
                 Step::Block { header, entries, .. } => st.apply_block(&header, &entries),
                 Step::End { offset } => {
                     st.end = offset;
+                    if file_len > offset {
+                        // Zeros mark the end, but a zeroed stretch in the middle of a
+                        // journal must not silently hide what follows it.
+                        if let Some(later) = scan::find_later_group(&*io, file_len, offset)? {
+                            return Err(Error::corrupt(
+                                offset,
+                                format!("the journal reads as ending here, but an intact block follows at {later}"),
+                            ));
+                        }
+                        // Whatever follows (preallocated zeros, leftovers of an older torn
+                        // write) is cut off before the next append, so it can never be
+                        // mistaken for data later.
+                        torn_tail = Some(offset);
+                    }
                     break;
                 }
                 Step::Torn { offset, .. } => {
@@ -472,10 +486,19 @@ impl Journal {
         self.read_state().end
     }
 
-    /// One past the highest oid that may have a record (for whole-database scans).
-    pub fn oid_bound(&self) -> u64 {
-        let st = self.read_state();
-        st.overlay.bound().max(st.base.as_ref().map_or(0, |b| b.bound()))
+    /// Every oid that has a record, ascending (for whole-database scans).
+    pub fn oids(&self) -> Result<Vec<Oid>> {
+        self.check_open()?;
+        let (mut oids, base) = {
+            let st = self.read_state();
+            (st.overlay.oids().collect::<Vec<_>>(), st.base.clone())
+        };
+        if let Some(b) = base {
+            oids.extend(b.oids(&*self.io)?);
+        }
+        oids.sort_unstable();
+        oids.dedup();
+        Ok(oids)
     }
 
     /// Reads and verifies the entry at `loc`, expecting `oid`.
@@ -667,16 +690,10 @@ impl Journal {
         let (bytes, tid, timestamp, at, prevs) = {
             let st = self.read_state();
             let written = req.validate(st.next_oid, Tid(st.last_tid))?;
-            let mut conflicts = BTreeSet::new();
-            for &oid in req.reads.iter().chain(written.iter()) {
-                if st.changed_after(&*self.io, oid, req.checked_after(oid).0)? {
-                    conflicts.insert(oid);
-                }
-            }
+            let conflicts =
+                req.conflicts(&written, |oid, after| st.changed_after(&*self.io, oid, after.0))?;
             if !conflicts.is_empty() {
-                return Err(Error::Conflict {
-                    oids: conflicts.into_iter().collect(),
-                });
+                return Err(Error::Conflict { oids: conflicts });
             }
             if req.records.is_empty() {
                 return Ok(Committed {
@@ -684,7 +701,10 @@ impl Journal {
                     timestamp: st.last_timestamp,
                 });
             }
-            let tid = st.last_tid + 1;
+            let tid = st
+                .last_tid
+                .checked_add(1)
+                .ok_or_else(|| Error::Invalid("transaction ids are exhausted".into()))?;
             let timestamp = now_micros().max(st.last_timestamp);
             let at = w.torn_tail.unwrap_or(st.end);
             let mut bytes = Vec::with_capacity(
@@ -740,7 +760,7 @@ impl Journal {
             // At least twice the last checkpoint's size apart, so checkpoints of a large
             // index cost a bounded fraction of what is appended.
             if w.since_checkpoint >= every.max(2 * w.last_checkpoint_len) {
-                self.write_checkpoint(&mut w)?;
+                let _written = self.write_checkpoint(&mut w)?;
             }
         }
         Ok(Committed {
@@ -766,11 +786,13 @@ impl Journal {
             .map_err(|e| self.poison(e, "appending to the journal"))?;
         let new_end = at + bytes.len() as u64;
         let mut written = bytes.len() as u64;
-        if self.opts.preallocate > 0 && new_end + BLOCK_HEADER as u64 > w.prealloc_end {
-            // Grow by a chunk, or by an eighth of the file when that is larger, so the
-            // number of growths stays logarithmic in the file size.
+        // Small groups land in zeroed space written ahead of them, so their sync does not
+        // also have to make a new file size (and block allocation) durable. Large groups
+        // gain nothing from it and would only be written twice.
+        let small = (bytes.len() as u64) <= self.opts.preallocate / 16;
+        if small && new_end + BLOCK_HEADER as u64 > w.prealloc_end {
             let from = w.prealloc_end.max(new_end);
-            let target = new_end + self.opts.preallocate.max(new_end / 8);
+            let target = new_end + self.opts.preallocate;
             let zeros = vec![0u8; (target - from) as usize];
             self.io
                 .write_all_at(&zeros, from)
@@ -789,16 +811,27 @@ impl Journal {
     }
 
     /// Writes an index checkpoint now, so that the next open only scans what follows.
-    pub fn checkpoint(&self) -> Result<()> {
+    /// Returns false if it declined because the oid space is too sparse for the dense
+    /// checkpoint index (the next open then scans the whole journal).
+    pub fn checkpoint(&self) -> Result<bool> {
         let mut w = self.lock_writer();
         self.check_writable()?;
         self.write_checkpoint(&mut w)
     }
 
-    fn write_checkpoint(&self, w: &mut Writer) -> Result<()> {
+    fn write_checkpoint(&self, w: &mut Writer) -> Result<bool> {
         let (bytes, at) = {
             let st = self.read_state();
-            let count = st.overlay.bound().max(st.base.as_ref().map_or(0, |b| b.bound()));
+            let base_bound = st.base.as_ref().map_or(0, |b| b.bound());
+            let count = st.overlay.bound().max(base_bound);
+            // The checkpoint is a dense array indexed by oid. Oids are handed out in
+            // sequence, so it is normally about as long as the number of objects; when the
+            // oid space is far sparser than that (a damaged or hand-made file), skip it
+            // rather than write an index mostly of holes.
+            let live = st.overlay.len() as u64 + base_bound;
+            if count > 4 * live + (1 << 20) {
+                return Ok(false);
+            }
             let pages = count.div_ceil(PAGE_ENTRIES);
             let len = BLOCK_HEADER as u64 + 4 * pages + INDEX_ENTRY as u64 * count + TRAILER as u64;
             let at = w.torn_tail.unwrap_or(st.end);
@@ -840,7 +873,13 @@ impl Journal {
             (_, None) => 1,
             (Some(a), Some(b)) => usize::from(b.seq < a.seq),
         };
-        let seq = w.slots.iter().flatten().map(|s| s.seq).max().unwrap_or(0) + 1;
+        let newest = w.slots.iter().flatten().map(|s| s.seq).max().unwrap_or(0);
+        // Sequence numbers never wrap: at the end of the range, start again at 1 and
+        // clear the other slot, so the new checkpoint is the only one named.
+        let (seq, clear_other) = match newest.checked_add(1) {
+            Some(seq) => (seq, false),
+            None => (1, true),
+        };
         let slot = Slot {
             seq,
             offset: at,
@@ -849,6 +888,12 @@ impl Journal {
         self.io
             .write_all_at(&slot.encode(), SLOT_OFFSETS[which])
             .map_err(|e| self.poison(e, "writing the checkpoint slot"))?;
+        if clear_other {
+            self.io
+                .write_all_at(&[0u8; SLOT_LEN], SLOT_OFFSETS[1 - which])
+                .map_err(|e| self.poison(e, "clearing a checkpoint slot"))?;
+            w.slots[1 - which] = None;
+        }
         if self.opts.durability == Durability::Immediate {
             self.sync()
                 .map_err(|e| self.poison(e, "syncing the checkpoint slot"))?;
@@ -856,7 +901,7 @@ impl Journal {
         w.slots[which] = Some(slot);
         w.since_checkpoint = 0;
         w.last_checkpoint_len = bytes.len() as u64;
-        Ok(())
+        Ok(true)
     }
 
     /// The oids changed by transactions after `since`, and the tid the answer reaches.
@@ -902,15 +947,16 @@ impl Journal {
         })
     }
 
-    /// Writes a checkpoint if anything was appended since the last one, and closes the
-    /// journal: every later call fails with [`Error::Closed`].
+    /// Writes a checkpoint if anything was appended since the last one, gives back the
+    /// preallocated space past the end, and closes the journal: every later call fails
+    /// with [`Error::Closed`].
     pub fn close(&self) -> Result<()> {
         let mut w = self.lock_writer();
         if self.closed.load(Ordering::Acquire) {
             return Ok(());
         }
-        let r = if !self.opts.read_only && self.poisoned.get().is_none() && w.since_checkpoint > 0 {
-            self.write_checkpoint(&mut w)
+        let r = if !self.opts.read_only && self.poisoned.get().is_none() {
+            self.finish_writing(&mut w)
         } else {
             Ok(())
         };
@@ -920,6 +966,23 @@ impl Journal {
             let _ = f.unlock();
         }
         r
+    }
+
+    fn finish_writing(&self, w: &mut Writer) -> Result<()> {
+        if w.since_checkpoint > 0 {
+            self.write_checkpoint(w)?;
+        }
+        // Trim our own zeroed space (a torn tail found at open is left for repair or
+        // the next writer, since nothing was written over it).
+        let end = self.read_state().end;
+        if w.torn_tail.is_none() && self.io.len()? > end {
+            self.io
+                .set_len(end)
+                .map_err(|e| self.poison(e, "trimming preallocated space"))?;
+            self.sync()
+                .map_err(|e| self.poison(e, "syncing the trimmed journal"))?;
+        }
+        Ok(())
     }
 
     /// Checks the whole journal at `path` (see [`verify()`]), without the write lock.
@@ -1032,7 +1095,7 @@ impl State {
                 },
                 h.tid,
             );
-            self.reserved_oid = self.reserved_oid.max(e.oid.0 + 1);
+            self.reserved_oid = self.reserved_oid.max(e.oid.0.saturating_add(1));
         }
         self.next_oid = self.next_oid.max(self.reserved_oid);
         self.last_tid = h.tid;

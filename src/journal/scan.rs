@@ -184,6 +184,7 @@ impl<'a> Scanner<'a> {
         let len = h.len as usize;
         let tid = h.tid;
         let count = h.count;
+        let next_oid = h.next_oid;
         let block = self.fetch(offset, len)?;
         if crc32fast::hash(&block[..len - TRAILER]) != trailer_crc(block) {
             return Ok(Err("transaction checksum mismatch"));
@@ -218,6 +219,14 @@ impl<'a> Scanner<'a> {
                 }
                 other => other,
             })?;
+            // Every oid written was handed out first, and the writer records the
+            // allocator's mark in the header.
+            if oid.0 >= next_oid && oid != Oid::ROOT {
+                return Err(Error::corrupt(
+                    e_off,
+                    format!("record of {oid} beyond the allocated oids"),
+                ));
+            }
             entries.push(ScannedEntry {
                 oid,
                 offset: e_off,
@@ -261,7 +270,7 @@ impl<'a> Scanner<'a> {
         if let Some(later) = find_later_group(self.io, self.file_len, offset)? {
             return Err(Error::corrupt(
                 offset,
-                format!("{reason}, and an intact later transaction follows at offset {later}"),
+                format!("{reason}, and an intact block of a later write follows at offset {later}"),
             ));
         }
         Ok(Step::Torn { offset, reason })
@@ -287,7 +296,8 @@ pub fn checkpoint_pages(h: &BlockHeader) -> Option<u64> {
 pub fn find_later_group(io: &dyn FileIo, file_len: u64, damaged: u64) -> Result<Option<u64>> {
     const WINDOW: usize = 1 << 20;
     let mut start = damaged + 1;
-    let mut buf = vec![0u8; WINDOW + BLOCK_HEADER];
+    let want = file_len.saturating_sub(start).min((WINDOW + BLOCK_HEADER) as u64);
+    let mut buf = vec![0u8; want as usize];
     while start + BLOCK_HEADER as u64 <= file_len {
         let n = ((file_len - start) as usize).min(buf.len());
         io.read_exact_at(&mut buf[..n], start)?;

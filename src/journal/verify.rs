@@ -91,7 +91,7 @@ pub fn verify(io: &dyn FileIo) -> Result<VerifyReport> {
                 BlockKind::Reservation => rep.reservations += 1,
             },
             Step::End { offset } => {
-                if let Some(later) = find_later_group(io, len, offset.saturating_sub(1))? {
+                if let Some(later) = find_later_group(io, len, offset)? {
                     return Err(Error::corrupt(
                         offset,
                         format!("the journal ends here but an intact block follows at {later}"),

@@ -61,9 +61,8 @@ impl SyncStorage for Journal {
     fn last_tid(&self) -> Result<Tid> {
         Journal::last_tid(self)
     }
-    fn oid_bound(&self) -> Result<u64> {
-        Journal::last_tid(self)?;
-        Ok(Journal::oid_bound(self))
+    fn oids(&self) -> Result<Vec<Oid>> {
+        Journal::oids(self)
     }
     fn close(&self) -> Result<()> {
         Journal::close(self)

@@ -171,9 +171,11 @@ impl SyncStorage for MemoryStorage {
         Ok(self.lock()?.last_tid)
     }
 
-    fn oid_bound(&self) -> Result<u64> {
+    fn oids(&self) -> Result<Vec<Oid>> {
         let m = self.lock()?;
-        Ok(m.versions.keys().map(|o| o.0 + 1).max().unwrap_or(0))
+        let mut oids: Vec<Oid> = m.versions.keys().copied().collect();
+        oids.sort_unstable();
+        Ok(oids)
     }
 
     fn close(&self) -> Result<()> {

@@ -83,21 +83,20 @@ pub trait SyncStorage: Send + Sync + 'static {
     fn changes_since(&self, since: Tid) -> Result<Changes>;
     /// See [`Storage::last_tid`].
     fn last_tid(&self) -> Result<Tid>;
-    /// One past the highest oid that may have a record.
-    fn oid_bound(&self) -> Result<u64>;
+    /// Every oid that has a record, ascending.
+    fn oids(&self) -> Result<Vec<Oid>>;
     /// See [`Storage::close`].
     fn close(&self) -> Result<()>;
 }
 
 /// How many records a scan reads per step.
-const SCAN_BATCH: u64 = 256;
+const SCAN_BATCH: usize = 256;
 
-/// Walks every oid below the bound at one snapshot, in batches.
+/// Walks every oid that has a record, at one snapshot, in batches.
 struct ScanIter<S: SyncStorage + ?Sized> {
     storage: std::sync::Arc<S>,
-    snapshot: Option<Tid>,
-    next: u64,
-    bound: u64,
+    /// Fixed on the first step (on the thread that drives the scan, not at creation).
+    plan: Option<(Tid, std::vec::IntoIter<Oid>)>,
     ready: std::vec::IntoIter<Loaded>,
     done: bool,
 }
@@ -106,12 +105,27 @@ impl<S: SyncStorage + ?Sized> ScanIter<S> {
     fn new(storage: std::sync::Arc<S>) -> Self {
         ScanIter {
             storage,
-            snapshot: None,
-            next: 0,
-            bound: 0,
+            plan: None,
             ready: Vec::new().into_iter(),
             done: false,
         }
+    }
+
+    fn step(&mut self) -> Result<bool> {
+        if self.plan.is_none() {
+            let tid = self.storage.last_tid()?;
+            self.plan = Some((tid, self.storage.oids()?.into_iter()));
+        }
+        let Some((tid, oids)) = self.plan.as_mut() else {
+            return Ok(false);
+        };
+        let batch: Vec<Oid> = oids.by_ref().take(SCAN_BATCH).collect();
+        if batch.is_empty() {
+            return Ok(false);
+        }
+        let loaded = self.storage.load_many(&batch, Some(*tid))?;
+        self.ready = loaded.into_iter().flatten().collect::<Vec<_>>().into_iter();
+        Ok(true)
     }
 }
 
@@ -126,37 +140,12 @@ impl<S: SyncStorage + ?Sized> Iterator for ScanIter<S> {
             if self.done {
                 return None;
             }
-            let snapshot = match self.snapshot {
-                Some(s) => s,
-                None => {
-                    // Fix the snapshot and bound on the first step, not at creation, so
-                    // this runs on the thread that drives the scan.
-                    let r = self
-                        .storage
-                        .last_tid()
-                        .and_then(|t| Ok((t, self.storage.oid_bound()?)));
-                    match r {
-                        Ok((t, b)) => {
-                            self.snapshot = Some(t);
-                            self.bound = b;
-                            t
-                        }
-                        Err(e) => {
-                            self.done = true;
-                            return Some(Err(e));
-                        }
-                    }
+            match self.step() {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.done = true;
+                    return None;
                 }
-            };
-            if self.next >= self.bound {
-                self.done = true;
-                return None;
-            }
-            let end = self.bound.min(self.next + SCAN_BATCH);
-            let oids: Vec<Oid> = (self.next..end).map(Oid).collect();
-            self.next = end;
-            match self.storage.load_many(&oids, Some(snapshot)) {
-                Ok(v) => self.ready = v.into_iter().flatten().collect::<Vec<_>>().into_iter(),
                 Err(e) => {
                     self.done = true;
                     return Some(Err(e));
