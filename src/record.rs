@@ -86,9 +86,14 @@ pub struct Record {
     pub refs: Vec<Oid>,
 }
 
-/// A fast hasher for oids. Oids are dense integers, so a multiplicative hash spreads them
-/// well at a fraction of SipHash's cost. Collisions cost time, never memory, so a
-/// hostile file can slow a map down but not blow it up.
+/// A fast hasher for oids that keeps neighbours together.
+///
+/// Oids are handed out in sequence, and objects made together are usually read
+/// together. The hash keeps an oid's low bits as they are (a hash table's bucket index
+/// comes from the low bits, so consecutive oids land in consecutive buckets and a walk
+/// over them reads memory in order) and mixes the rest into the top bits (which the
+/// table uses to tell keys apart within a group). Collisions cost time, never memory,
+/// so a hostile file can slow a map down but not blow it up.
 #[derive(Default)]
 pub struct OidHasher(u64);
 
@@ -102,7 +107,8 @@ impl std::hash::Hasher for OidHasher {
         }
     }
     fn write_u64(&mut self, n: u64) {
-        self.0 = (n ^ (n >> 29)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        const TOP: u64 = !((1 << 50) - 1);
+        self.0 = n ^ (n.wrapping_mul(0x9E37_79B9_7F4A_7C15) & TOP);
     }
 }
 

@@ -78,32 +78,39 @@ impl Cache {
     }
 
     fn shard_count(capacity: usize) -> usize {
-        (capacity / MIN_PER_SHARD).clamp(1, MAX_SHARDS)
+        let n = (capacity / MIN_PER_SHARD).clamp(1, MAX_SHARDS);
+        // A power of two, so a shard's blocks can be numbered with shifts.
+        1 << n.ilog2()
     }
 
-    fn index(&self, oid: Oid) -> usize {
-        (oid.0 as usize) % self.shards.len()
+    /// Which shard holds `oid`, and its key there. Shards hold runs of 1,024
+    /// consecutive oids, so a walk over neighbouring oids stays in one shard, and the
+    /// key squeezes out the shard's bits so that a shard's table stays dense: with the
+    /// locality-keeping oid hash, neighbours then sit next to each other in memory.
+    fn locate(&self, oid: Oid) -> (usize, Oid) {
+        const BLOCK_BITS: u32 = 10;
+        let shards = self.shards.len() as u64;
+        let block = oid.0 >> BLOCK_BITS;
+        let shard = (block & (shards - 1)) as usize;
+        let key = ((block >> shards.trailing_zeros()) << BLOCK_BITS) | (oid.0 & ((1 << BLOCK_BITS) - 1));
+        (shard, Oid(key))
     }
 
     // Shard updates cannot panic halfway, so a poisoned lock still guards sound data.
-    fn read(&self, oid: Oid) -> RwLockReadGuard<'_, Shard> {
-        self.shards[self.index(oid)]
-            .0
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
+    fn read(&self, oid: Oid) -> (RwLockReadGuard<'_, Shard>, Oid) {
+        let (i, key) = self.locate(oid);
+        (self.shards[i].0.read().unwrap_or_else(|p| p.into_inner()), key)
     }
 
-    fn write(&self, oid: Oid) -> RwLockWriteGuard<'_, Shard> {
-        self.shards[self.index(oid)]
-            .0
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
+    fn write(&self, oid: Oid) -> (RwLockWriteGuard<'_, Shard>, Oid) {
+        let (i, key) = self.locate(oid);
+        (self.shards[i].0.write().unwrap_or_else(|p| p.into_inner()), key)
     }
 
     /// The cached version of `oid`, marking it recently used.
     pub(crate) fn get(&self, oid: Oid) -> Option<Entry> {
-        let s = self.read(oid);
-        match s.map.get(&oid) {
+        let (s, key) = self.read(oid);
+        match s.map.get(&key) {
             Some(slot) => {
                 // Only write the flag when it changes, so hot entries stay shared in
                 // every core's cache.
@@ -121,14 +128,15 @@ impl Cache {
 
     /// Whether `oid` has an entry (without counting a hit or miss).
     pub(crate) fn contains(&self, oid: Oid) -> bool {
-        self.read(oid).map.contains_key(&oid)
+        let (s, key) = self.read(oid);
+        s.map.contains_key(&key)
     }
 
     /// Stores `entry` for `oid`, evicting another entry if the shard is full.
     pub(crate) fn insert(&self, oid: Oid, entry: Entry) {
-        let mut s = self.write(oid);
+        let (mut s, key) = self.write(oid);
         let shard = &mut *s;
-        if let Some(slot) = shard.map.get_mut(&oid) {
+        if let Some(slot) = shard.map.get_mut(&key) {
             slot.entry = entry;
             *slot.referenced.get_mut() = true;
             return;
@@ -149,13 +157,13 @@ impl Cache {
             }
         }
         shard.map.insert(
-            oid,
+            key,
             Slot {
                 entry,
                 referenced: AtomicBool::new(false),
             },
         );
-        shard.ring.push_back(oid);
+        shard.ring.push_back(key);
         if shard.ring.len() > 2 * shard.map.len() + 16 {
             // Removals leave stale oids in the ring; rebuild it now and then.
             let map = &shard.map;
@@ -165,8 +173,8 @@ impl Cache {
 
     /// Replaces a raw entry by its decoded state, if the entry is still that version.
     pub(crate) fn upgrade(&self, oid: Oid, tid: Tid, state: AnyState, type_name: &'static str) {
-        let mut s = self.write(oid);
-        if let Some(slot) = s.map.get_mut(&oid) {
+        let (mut s, key) = self.write(oid);
+        if let Some(slot) = s.map.get_mut(&key) {
             if slot.entry.tid == tid && matches!(slot.entry.state, State::Raw(_)) {
                 slot.entry.state = State::Typed(state, type_name);
             }
@@ -175,7 +183,8 @@ impl Cache {
 
     /// Drops `oid`'s entry.
     pub(crate) fn remove(&self, oid: Oid) {
-        self.write(oid).map.remove(&oid);
+        let (mut s, key) = self.write(oid);
+        s.map.remove(&key);
     }
 
     /// Number of cached objects.
