@@ -669,7 +669,7 @@ impl Journal {
             let mut bytes = h.encode().to_vec();
             let crc = crc32fast::hash(&bytes);
             bytes.extend_from_slice(&crc.to_be_bytes());
-            self.append_group(&mut w, at, &bytes)?;
+            self.append_group(&mut w, at, &bytes, BlockKind::Reservation)?;
             let mut st = self.write_state();
             st.end = at + bytes.len() as u64;
             st.reserved_oid = reserve_to;
@@ -743,7 +743,7 @@ impl Journal {
             bytes.extend_from_slice(&crc.to_be_bytes());
             (bytes, tid, timestamp, at, prevs)
         };
-        self.append_group(&mut w, at, &bytes)?;
+        self.append_group(&mut w, at, &bytes, BlockKind::Transaction)?;
         {
             let mut st = self.write_state();
             for &(oid, offset, len) in &prevs {
@@ -771,7 +771,7 @@ impl Journal {
 
     /// Appends one write group at `at`: cuts off a torn tail first, writes the bytes in
     /// one positioned write, keeps zeroed space ahead of them, and syncs once.
-    fn append_group(&self, w: &mut Writer, at: u64, bytes: &[u8]) -> Result<()> {
+    fn append_group(&self, w: &mut Writer, at: u64, bytes: &[u8], kind: BlockKind) -> Result<()> {
         if let Some(torn) = w.torn_tail {
             self.io
                 .set_len(torn)
@@ -789,7 +789,9 @@ impl Journal {
         // Small groups land in zeroed space written ahead of them, so their sync does not
         // also have to make a new file size (and block allocation) durable. Large groups
         // gain nothing from it and would only be written twice.
-        let small = (bytes.len() as u64) <= self.opts.preallocate / 16;
+        // Only transactions count: an oid reservation or a checkpoint says nothing about
+        // the size of the commits to come.
+        let small = kind == BlockKind::Transaction && (bytes.len() as u64) <= self.opts.preallocate / 16;
         if small && new_end + BLOCK_HEADER as u64 > w.prealloc_end {
             let from = w.prealloc_end.max(new_end);
             let target = new_end + self.opts.preallocate;
@@ -862,7 +864,7 @@ impl Journal {
             bytes.extend_from_slice(&crc.to_be_bytes());
             (bytes, at)
         };
-        self.append_group(w, at, &bytes)?;
+        self.append_group(w, at, &bytes, BlockKind::Checkpoint)?;
         {
             let mut st = self.write_state();
             st.end = at + bytes.len() as u64;
