@@ -280,7 +280,12 @@ fn exercise_read_only(file: &[u8], verified: Option<VerifyReport>) {
     let _ = j.end_offset();
     let _ = j.stats();
     // Every oid with a record (up to a cap), and the oids around them.
-    let present = j.oids().expect("listing the oids of an open journal");
+    // Listing reads every checkpoint index page, so damage there is an error here.
+    let present = match j.oids() {
+        Ok(v) => v,
+        Err(durus::Error::Corrupt { .. }) => Vec::new(),
+        Err(e) => panic!("listing the oids of an open journal: {e}"),
+    };
     assert!(
         present.windows(2).all(|w| w[0] < w[1]),
         "oids are ascending and unique"
