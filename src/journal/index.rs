@@ -172,10 +172,19 @@ impl BaseIndex {
         if offset == 0 {
             return Ok(None);
         }
-        Ok(Some(Loc {
-            offset,
-            len: be_u32(&e[8..12]),
-        }))
+        let len = be_u32(&e[8..12]);
+        // A checkpoint describes only the journal before it.
+        let inside = offset >= super::format::DATA_START
+            && offset
+                .checked_add(len as u64)
+                .is_some_and(|end| end <= self.block_offset);
+        if !inside {
+            return Err(Error::corrupt(
+                self.page_offset(p) + i as u64,
+                format!("checkpoint places {oid} outside the journal before it"),
+            ));
+        }
+        Ok(Some(Loc { offset, len }))
     }
 
     /// Every oid the checkpoint holds a record for (reads every page).

@@ -166,6 +166,10 @@ fn run_writers(
         .collect()
 }
 
+/// Bytes durus writes per W1 record: a 28-byte entry header, the 12-byte Durus record
+/// header and the 100-byte value.
+const DURUS_BYTES_PER_RECORD: usize = 28 + 12 + data::VALUE_LEN;
+
 fn w1_bulk_load(args: &Args, dir: &Path, verdicts: &mut Vec<Verdict>) -> Stores {
     println!(
         "\nW1 bulk load: {} records of {} B in durable transactions of {} ({} interleaved rounds)",
@@ -191,6 +195,7 @@ fn w1_bulk_load(args: &Args, dir: &Path, verdicts: &mut Vec<Verdict>) -> Stores 
         "durus Journal (checkpoint_every: None)",
         "SQLite (WAL, synchronous=FULL)",
         "redb (Durability::Immediate)",
+        "disk: 140 B/record random, 1 write + fdatasync per batch",
     ];
     let writers = vec![
         JournalWriter::create(&stores.durus, JournalOptions::default(), true),
@@ -198,6 +203,11 @@ fn w1_bulk_load(args: &Args, dir: &Path, verdicts: &mut Vec<Verdict>) -> Stores 
         JournalWriter::create(&stores.durus_no_checkpoint, no_checkpoint, false),
         SqliteWriter::create(&stores.sqlite),
         RedbWriter::create(&stores.redb),
+        Box::new(sys::BandwidthProbe::new(
+            dir,
+            "w1-bandwidth-probe",
+            DURUS_BYTES_PER_RECORD,
+        )),
     ];
     let runs = run_writers(writers, args, args.records, args.batch);
     durus_engine::check_value(&stores.durus, 1);
@@ -225,6 +235,8 @@ fn w1_bulk_load(args: &Args, dir: &Path, verdicts: &mut Vec<Verdict>) -> Stores 
     let r: Vec<f64> = runs.iter().map(|(took, _)| rate(args.records, *took)).collect();
     report::print_ratio("W1 durus/redb records/s", r[0], r[3]);
     report::print_ratio("W1 durus (checkpoint_every: None)/SQLite", r[1], r[2]);
+    report::print_ratio("W1 durus (checkpoint_every: None)/disk ceiling", r[1], r[4]);
+    report::print_ratio("W1 disk ceiling at 140 B/record / SQLite", r[4], r[2]);
     let v = ratio_verdict("W1 durus/SQLite records/s", r[0], r[2], Bound::AtLeast(2.0));
     v.print();
     verdicts.push(v);

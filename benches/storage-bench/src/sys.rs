@@ -155,3 +155,53 @@ pub fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
     let out = f();
     (out, start.elapsed())
 }
+
+/// The disk's own bulk-write ceiling: for each batch, `bytes_per_record` random bytes
+/// per record appended in one write, then one `fdatasync`, as a journal with that many
+/// bytes per record would do at best. Random bytes, because this disk writes
+/// compressible data much faster than incompressible data (the record values are
+/// random).
+pub struct BandwidthProbe {
+    file: File,
+    at: u64,
+    bytes_per_record: usize,
+    noise: Vec<u8>,
+}
+
+impl BandwidthProbe {
+    /// A probe appending to an empty file in `dir`.
+    pub fn new(dir: &Path, name: &str, bytes_per_record: usize) -> BandwidthProbe {
+        let file = probe_file(dir, name);
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let noise = (0..(4 << 20))
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        BandwidthProbe {
+            file,
+            at: 0,
+            bytes_per_record,
+            noise,
+        }
+    }
+
+    /// Appends `records` records' worth of random bytes and syncs once.
+    pub fn batch(&mut self, records: u64) {
+        let mut left = records as usize * self.bytes_per_record;
+        while left > 0 {
+            // Rotate through the noise so consecutive writes never repeat each other.
+            let start = (self.at as usize * 7) % (self.noise.len() / 2);
+            let n = left.min(self.noise.len() / 2);
+            self.file
+                .write_all_at(&self.noise[start..start + n], self.at)
+                .expect("bandwidth probe write");
+            self.at += n as u64;
+            left -= n;
+        }
+        self.file.sync_data().expect("bandwidth probe fdatasync");
+    }
+}

@@ -55,6 +55,17 @@ pub fn interleaved(writers: &mut [Box<dyn Writer>], records: u64, batch: u64, ro
     times
 }
 
+/// The disk's bulk-write ceiling, run in the same rounds as the engines.
+impl Writer for crate::sys::BandwidthProbe {
+    fn commit(&mut self, from: u64, to: u64) {
+        self.batch(to - from);
+    }
+
+    fn finish(self: Box<Self>) -> Finish {
+        Finish::default()
+    }
+}
+
 /// The disk's own write-and-fdatasync, run in the same rounds as the engines so that
 /// commit rates can be compared with the sync rate of the very same moments.
 impl Writer for SyncProbe {
