@@ -8,7 +8,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use common::{on_all_runtimes, yield_now, Rng};
-use durus::journal::io::MemFile;
 use durus::journal::JournalOptions;
 use durus::object::decode;
 use durus::storage::{FileStorage, Storage};
@@ -48,10 +47,7 @@ async fn poll_then_drop<F: Future>(fut: F, polls: u64) -> Option<F::Output> {
 #[test]
 fn dropping_reads_and_commits_anywhere_keeps_the_db_whole() {
     on_all_runtimes(|rt| async move {
-        let m = MemFile::new();
-        let storage = FileStorage::open_io(Box::new(m.clone()), JournalOptions::default())
-            .await
-            .unwrap();
+        let (m, storage) = common::mem_file_storage().await;
         let db: Db<Root> = Db::with_storage(storage.clone()).await.unwrap();
         let mut tx = db.begin().await.unwrap();
         let mut slots = Vec::new();

@@ -6,9 +6,7 @@ mod common;
 use std::sync::Arc;
 
 use common::on_all_runtimes;
-use durus::journal::io::MemFile;
-use durus::journal::JournalOptions;
-use durus::storage::{FileStorage, MemoryStorage, Storage};
+use durus::storage::{MemoryStorage, Storage};
 use durus::{Counter, Db, DbOptions, Error, Oid, Persistent, Ref};
 use futures::{FutureExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
@@ -314,10 +312,7 @@ fn the_cache_is_bounded() {
 #[test]
 fn census_objects_and_crawl() {
     on_all_runtimes(|_| async {
-        let m = MemFile::new();
-        let storage = FileStorage::open_io(Box::new(m.clone()), JournalOptions::default())
-            .await
-            .unwrap();
+        let (_file, storage) = common::mem_file_storage().await;
         let db: Db<Root> = Db::with_storage(storage.clone()).await.unwrap();
         let mut tx = db.begin().await.unwrap();
         let mut chain = Vec::new();
@@ -409,4 +404,13 @@ fn get_many_fetches_misses_in_one_call_and_keeps_snapshots() {
             Err(Error::NotFound { .. })
         ));
     });
+}
+
+#[test]
+fn db_and_transactions_can_move_between_tasks() {
+    fn shareable<T: Clone + Send + Sync + 'static>() {}
+    fn sendable<T: Send + Sync>() {}
+    shareable::<Db<Root>>();
+    sendable::<durus::Transaction<Root>>();
+    shareable::<Ref<Item>>();
 }

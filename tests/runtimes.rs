@@ -108,10 +108,7 @@ fn file_storage_on_a_real_file_on_every_runtime() {
 #[test]
 fn a_dropped_commit_either_lands_whole_or_not_at_all() {
     on_all_runtimes(|_| async move {
-        let m = MemFile::new();
-        let s = FileStorage::open_io(Box::new(m.clone()), JournalOptions::default())
-            .await
-            .unwrap();
+        let (m, s) = common::mem_file_storage().await;
         let oids = s.new_oids(4).await.unwrap();
         let mut landed = 0;
         for round in 0..20u8 {

@@ -142,3 +142,13 @@ pub async fn yield_now() {
     })
     .await
 }
+
+/// A file storage on an in-memory file, and a handle on the file's bytes.
+pub async fn mem_file_storage() -> (durus::journal::io::MemFile, durus::storage::FileStorage) {
+    let m = durus::journal::io::MemFile::new();
+    let s =
+        durus::storage::FileStorage::open_io(Box::new(m.clone()), durus::journal::JournalOptions::default())
+            .await
+            .expect("open a file storage in memory");
+    (m, s)
+}
