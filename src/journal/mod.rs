@@ -831,7 +831,7 @@ impl Journal {
             // oid space is far sparser than that (a damaged or hand-made file), skip it
             // rather than write an index mostly of holes.
             let live = st.overlay.len() as u64 + base_bound;
-            if count > 4 * live + (1 << 20) {
+            if count > 4 * live + 4096 {
                 return Ok(false);
             }
             let pages = count.div_ceil(PAGE_ENTRIES);
