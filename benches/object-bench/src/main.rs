@@ -148,42 +148,36 @@ fn cached_reads(db: &Db<Root>, refs: Arc<Vec<Ref<Node>>>, threads: usize, fresh_
 
 fn run_python(python: &str, dir: &Path, objects: u64, fanout: u64) -> Option<HashMap<String, f64>> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("durus_w6.py");
-    let out = Command::new(python)
-        .arg(&script)
-        .arg(dir.join("w6-python.durus"))
-        .arg(objects.to_string())
-        .arg(fanout.to_string())
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        eprintln!(
-            "Python Durus run failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        return None;
+    let mut all: HashMap<String, Vec<f64>> = HashMap::new();
+    for i in 0..RUNS {
+        let out = Command::new(python)
+            .arg(&script)
+            .arg(dir.join(format!("w6-python-{i}.durus")))
+            .arg(objects.to_string())
+            .arg(fanout.to_string())
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            eprintln!(
+                "Python Durus run failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return None;
+        }
+        for l in String::from_utf8_lossy(&out.stdout).lines() {
+            if let Some((k, v)) = l.split_once(' ') {
+                if let Ok(v) = v.parse() {
+                    all.entry(k.to_string()).or_default().push(v);
+                }
+            }
+        }
     }
-    Some(
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| {
-                let (k, v) = l.split_once(' ')?;
-                Some((k.to_string(), v.parse().ok()?))
-            })
-            .collect(),
-    )
+    Some(all.into_iter().map(|(k, v)| (k, median(v))).collect())
 }
 
-fn main() -> durus::Result<()> {
-    let a = args();
-    let dir = tempfile::tempdir_in(".").or_else(|_| tempfile::tempdir())?;
-    let path = dir.path().join("w6.durus");
-    println!(
-        "W6: tree of {} objects (u64, 64 bytes, child refs, fan-out {})",
-        a.objects, a.fanout
-    );
-
-    let (build_s, reopen_ms, cold_s, refs, db) = futures::executor::block_on(async {
-        let db: Db<Root> = Db::open_with(&path, options(a.objects)).await?;
+fn build_and_traverse(a: &Args, path: &Path) -> durus::Result<(f64, f64, f64, Vec<Ref<Node>>, Db<Root>)> {
+    futures::executor::block_on(async {
+        let db: Db<Root> = Db::open_with(path, options(a.objects)).await?;
         let t = Instant::now();
         build(&db, a.objects, a.fanout).await?;
         let build_s = t.elapsed().as_secs_f64();
@@ -191,14 +185,13 @@ fn main() -> durus::Result<()> {
         drop(db);
 
         let t = Instant::now();
-        let db: Db<Root> = Db::open_with(&path, options(a.objects)).await?;
+        let db: Db<Root> = Db::open_with(path, options(a.objects)).await?;
         let reopen_ms = t.elapsed().as_secs_f64() * 1e3;
         let t = Instant::now();
         let tx = db.begin().await?;
         let n = traverse(&tx).await?;
         let cold_s = t.elapsed().as_secs_f64();
         assert_eq!(n, a.objects, "traversal reached every object");
-        // All refs, for the cached-read runs.
         let mut refs = Vec::with_capacity(n as usize);
         let mut level = vec![tx.root().await?.tree.expect("tree")];
         while !level.is_empty() {
@@ -210,8 +203,36 @@ fn main() -> durus::Result<()> {
                 .flat_map(|n| n.children.clone())
                 .collect();
         }
-        Ok::<_, durus::Error>((build_s, reopen_ms, cold_s, refs, db))
-    })?;
+        Ok((build_s, reopen_ms, cold_s, refs, db))
+    })
+}
+
+/// The median of some figures.
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// How many times each side runs; medians are reported, because a single run of either
+/// side varies by a third on a shared machine.
+const RUNS: usize = 3;
+
+fn main() -> durus::Result<()> {
+    let a = args();
+    let dir = tempfile::tempdir_in(".").or_else(|_| tempfile::tempdir())?;
+    println!(
+        "W6: tree of {} objects (u64, 64 bytes, child refs, fan-out {}); medians of {RUNS} runs per side",
+        a.objects, a.fanout
+    );
+    let mut runs = Vec::new();
+    for i in 0..RUNS {
+        runs.push(build_and_traverse(&a, &dir.path().join(format!("w6-{i}.durus")))?);
+    }
+    let build_s = median(runs.iter().map(|r| r.0).collect());
+    let reopen_ms = median(runs.iter().map(|r| r.1).collect());
+    let cold_s = median(runs.iter().map(|r| r.2).collect());
+    let (_, _, _, refs, db) = runs.pop().expect("at least one run");
+    drop(runs);
     let refs = Arc::new(refs);
     let cached1 = cached_reads(&db, refs.clone(), 1, true);
     let cached2 = cached_reads(&db, refs.clone(), 2, true);
