@@ -6,11 +6,12 @@ const USAGE: &str = "\
 usage: durus <command> [args]
 
 commands:
+  verify <file>    check every checksum, back pointer and checkpoint of a journal
   repair <file>    cut a torn tail off a journal file
   help             print this message
   version          print the version
 
-More commands (serve, info, verify, pack, dump) come in later releases.";
+More commands (serve, info, pack, dump) come in later releases.";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -22,6 +23,30 @@ fn main() -> ExitCode {
         Some("version") | Some("--version") | Some("-V") => {
             println!("durus {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
+        }
+        Some("verify") => {
+            match args.get(1) {
+                Some(path) => match durus::journal::Journal::verify_path(path) {
+                    Ok(r) => {
+                        println!(
+                        "{path}: ok: {} transactions, {} records, {} checkpoints, last transaction {}, {} bytes",
+                        r.transactions, r.records, r.checkpoints, r.last_tid, r.end
+                    );
+                        if let Some(at) = r.torn_tail {
+                            println!("{path}: the last write was cut off at offset {at}; `durus repair` removes it");
+                        }
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("durus verify: {path}: {e}");
+                        ExitCode::FAILURE
+                    }
+                },
+                None => {
+                    eprintln!("durus verify: missing <file>\n\n{USAGE}");
+                    ExitCode::from(2)
+                }
+            }
         }
         Some("repair") => match args.get(1) {
             Some(path) => match durus::journal::Journal::repair(path) {
