@@ -235,6 +235,8 @@ impl<R: Persistent> Transaction<R> {
     /// Commits: validates against everything committed since the snapshot, merges what
     /// conflict resolution can merge, and writes. When it returns `Ok` the transaction is
     /// durable (under the storage's durability mode) and visible to new transactions.
+    /// A transaction that wrote nothing commits at once, without touching the storage:
+    /// it returns its snapshot's tid and a timestamp of 0.
     ///
     /// # Cancel safety
     ///
