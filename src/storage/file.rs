@@ -55,6 +55,9 @@ impl SyncStorage for Journal {
     fn commit(&self, req: &CommitRequest) -> Result<Committed> {
         Journal::commit(self, req)
     }
+    fn commit_many(&self, reqs: &[CommitRequest]) -> Vec<Result<Committed>> {
+        Journal::commit_many(self, reqs)
+    }
     fn changes_since(&self, since: Tid) -> Result<Changes> {
         Journal::changes_since(self, since)
     }

@@ -50,6 +50,7 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Commits a transaction, failing with [`Error::Conflict`](crate::Error::Conflict)
     /// (naming the oids) if any oid it read or writes was committed after its snapshot.
+    /// Commits are applied in the order the calls were made.
     fn commit(&self, req: CommitRequest) -> BoxFuture<'_, Result<Committed>>;
 
     /// The oids changed by transactions after `since` (invalidations).
@@ -79,6 +80,13 @@ pub trait SyncStorage: Send + Sync + 'static {
     fn new_oids(&self, n: u64) -> Result<Vec<Oid>>;
     /// See [`Storage::commit`].
     fn commit(&self, req: &CommitRequest) -> Result<Committed>;
+    /// Commits several requests, in order, each validated against everything committed
+    /// before it (including the earlier ones here); one result per request. Engines that
+    /// can make them durable together (group commit) override this; the default commits
+    /// them one by one.
+    fn commit_many(&self, reqs: &[CommitRequest]) -> Vec<Result<Committed>> {
+        reqs.iter().map(|r| self.commit(r)).collect()
+    }
     /// See [`Storage::changes_since`].
     fn changes_since(&self, since: Tid) -> Result<Changes>;
     /// See [`Storage::last_tid`].

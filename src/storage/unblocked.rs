@@ -1,29 +1,75 @@
 //! The one adapter that makes a synchronous storage async: every call runs on the
 //! `blocking` thread pool.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 
+use futures::channel::oneshot;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
 
 use super::{ScanIter, Storage, SyncStorage};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::record::{Changes, CommitRequest, Committed, Loaded, Oid, Tid};
 
 /// A [`SyncStorage`] made into a [`Storage`] by running each call on the `blocking`
 /// thread pool, so executor threads never block on file I/O. It works under any async
 /// runtime (tokio, smol, async-std, `futures::executor`) and starts none of its own.
 ///
+/// Commits go through a queue drained by one writer job on the blocking pool (not by
+/// the callers): whatever queues up while it writes and syncs one group becomes the next
+/// group, so concurrent committers share syncs (group commit) and each still returns
+/// only when its own transaction is durable.
+///
 /// Cloning is cheap and shares the engine.
 pub struct Unblocked<S: SyncStorage> {
     inner: Arc<S>,
+    commits: Arc<Mutex<CommitQueue>>,
+}
+
+type Reply = oneshot::Sender<Result<Committed>>;
+
+/// Commits waiting for the writer job, and whether that job is running.
+#[derive(Default)]
+struct CommitQueue {
+    waiting: Vec<(CommitRequest, Reply)>,
+    writing: bool,
 }
 
 impl<S: SyncStorage> Clone for Unblocked<S> {
     fn clone(&self) -> Self {
         Unblocked {
             inner: self.inner.clone(),
+            commits: self.commits.clone(),
+        }
+    }
+}
+
+/// The writer job: commits whatever is queued as one group, again and again, until the
+/// queue is empty. Runs on the blocking pool and finishes its groups even if every
+/// caller has gone away. It holds the engine only while committing a group (and answers
+/// after letting go), so a caller that drops the storage after its commit returned
+/// really closes the file.
+fn write_groups<S: SyncStorage>(engine: &Weak<S>, queue: &Mutex<CommitQueue>) {
+    loop {
+        let batch = {
+            // Queue updates cannot panic halfway, so a poisoned lock is still sound.
+            let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
+            if q.waiting.is_empty() {
+                q.writing = false;
+                return;
+            }
+            std::mem::take(&mut q.waiting)
+        };
+        let (reqs, replies): (Vec<CommitRequest>, Vec<Reply>) = batch.into_iter().unzip();
+        let results = match engine.upgrade() {
+            Some(engine) => engine.commit_many(&reqs),
+            None => reqs.iter().map(|_| Err(Error::Closed)).collect(),
+        };
+        for (reply, result) in replies.into_iter().zip(results) {
+            // A caller that stopped waiting (its future was dropped) needs no answer;
+            // its transaction has landed all the same.
+            let _ = reply.send(result);
         }
     }
 }
@@ -33,6 +79,7 @@ impl<S: SyncStorage> Unblocked<S> {
     pub fn new(inner: S) -> Self {
         Unblocked {
             inner: Arc::new(inner),
+            commits: Arc::default(),
         }
     }
 
@@ -70,7 +117,25 @@ impl<S: SyncStorage> Storage for Unblocked<S> {
     }
 
     fn commit(&self, req: CommitRequest) -> BoxFuture<'_, Result<Committed>> {
-        self.run(move |s| s.commit(&req))
+        let (tx, rx) = oneshot::channel();
+        let start_writer = {
+            let mut q = self.commits.lock().unwrap_or_else(|p| p.into_inner());
+            q.waiting.push((req, tx));
+            !std::mem::replace(&mut q.writing, true)
+        };
+        if start_writer {
+            let engine = Arc::downgrade(&self.inner);
+            let queue = self.commits.clone();
+            blocking::unblock(move || write_groups(&engine, &queue)).detach();
+        }
+        async move {
+            rx.await.unwrap_or_else(|_| {
+                Err(Error::Invalid(
+                    "the commit writer stopped without an answer".into(),
+                ))
+            })
+        }
+        .boxed()
     }
 
     fn changes_since(&self, since: Tid) -> BoxFuture<'_, Result<Changes>> {
