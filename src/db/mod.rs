@@ -262,6 +262,12 @@ impl<R: Persistent> Db<R> {
         }
     }
 
+    /// The change feed: every transaction committed from now on (see
+    /// [`Storage::changes`]).
+    pub fn changes(&self) -> futures::stream::BoxStream<'static, crate::storage::Change> {
+        self.inner.storage.changes()
+    }
+
     /// The storage underneath.
     pub fn storage(&self) -> &Arc<dyn Storage> {
         &self.inner.storage

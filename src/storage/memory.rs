@@ -7,6 +7,7 @@ use futures::future::{self, BoxFuture};
 use futures::stream::{self, BoxStream};
 use futures::{FutureExt, StreamExt};
 
+use super::feed::{Change, Feed};
 use super::{ScanIter, Storage, SyncStorage};
 use crate::error::{Error, Result};
 use crate::record::{Changes, CommitRequest, Committed, Loaded, Oid, Record, Tid};
@@ -19,6 +20,7 @@ use crate::record::{Changes, CommitRequest, Committed, Loaded, Oid, Record, Tid}
 #[derive(Clone, Default)]
 pub struct MemoryStorage {
     inner: Arc<Mutex<Mem>>,
+    feed: Arc<Feed>,
 }
 
 #[derive(Default)]
@@ -142,7 +144,9 @@ impl SyncStorage for MemoryStorage {
         for r in &req.records {
             m.versions.entry(r.oid).or_default().push((tid, r.clone()));
         }
-        m.log.push((tid, written.into_iter().collect()));
+        // Announced under the lock, so the feed sees commits in order.
+        self.feed.publish(tid, timestamp, &written);
+        m.log.push((tid, written));
         m.last_tid = tid;
         m.last_timestamp = timestamp;
         Ok(Committed { tid, timestamp })
@@ -209,6 +213,9 @@ impl Storage for MemoryStorage {
     }
     fn scan(&self) -> BoxStream<'static, Result<Loaded>> {
         stream::iter(ScanIter::new(Arc::new(self.clone()))).boxed()
+    }
+    fn changes(&self) -> BoxStream<'static, Change> {
+        self.feed.subscribe()
     }
     fn close(&self) -> BoxFuture<'_, Result<()>> {
         future::ready(SyncStorage::close(self)).boxed()

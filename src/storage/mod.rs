@@ -9,6 +9,7 @@
 //! Implementations: [`MemoryStorage`] (in memory, for tests and caches) and
 //! [`FileStorage`] (the journal file, the embedded default).
 
+mod feed;
 mod file;
 mod memory;
 mod unblocked;
@@ -19,6 +20,7 @@ use futures::stream::BoxStream;
 use crate::error::Result;
 use crate::record::{Changes, CommitRequest, Committed, Loaded, Oid, Tid};
 
+pub use feed::{Change, FEED_CAPACITY};
 pub use file::FileStorage;
 pub use memory::MemoryStorage;
 pub use unblocked::Unblocked;
@@ -61,6 +63,13 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Every current record, as of the moment the scan starts, in oid order.
     fn scan(&self) -> BoxStream<'static, Result<Loaded>>;
+
+    /// A stream of the transactions committed from now on, in order (the change feed:
+    /// cache busting, pushing updates to clients). A subscriber that falls more than
+    /// [`FEED_CAPACITY`] events behind never slows committers down: it gets a
+    /// [`Change::Lagged`] event saying from where to catch up. The stream ends when the
+    /// storage is dropped.
+    fn changes(&self) -> BoxStream<'static, Change>;
 
     /// Flushes what needs flushing and closes; later calls fail with
     /// [`Error::Closed`](crate::Error::Closed).

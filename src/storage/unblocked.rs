@@ -8,6 +8,7 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
 
+use super::feed::{Change, Feed};
 use super::{ScanIter, Storage, SyncStorage};
 use crate::error::{Error, Result};
 use crate::record::{Changes, CommitRequest, Committed, Loaded, Oid, Tid};
@@ -25,6 +26,7 @@ use crate::record::{Changes, CommitRequest, Committed, Loaded, Oid, Tid};
 pub struct Unblocked<S: SyncStorage> {
     inner: Arc<S>,
     commits: Arc<Mutex<CommitQueue>>,
+    feed: Arc<Feed>,
 }
 
 type Reply = oneshot::Sender<Result<Committed>>;
@@ -41,6 +43,7 @@ impl<S: SyncStorage> Clone for Unblocked<S> {
         Unblocked {
             inner: self.inner.clone(),
             commits: self.commits.clone(),
+            feed: self.feed.clone(),
         }
     }
 }
@@ -50,7 +53,7 @@ impl<S: SyncStorage> Clone for Unblocked<S> {
 /// caller has gone away. It holds the engine only while committing a group (and answers
 /// after letting go), so a caller that drops the storage after its commit returned
 /// really closes the file.
-fn write_groups<S: SyncStorage>(engine: &Weak<S>, queue: &Mutex<CommitQueue>) {
+fn write_groups<S: SyncStorage>(engine: &Weak<S>, queue: &Mutex<CommitQueue>, feed: &Feed) {
     loop {
         let batch = {
             // Queue updates cannot panic halfway, so a poisoned lock is still sound.
@@ -66,6 +69,17 @@ fn write_groups<S: SyncStorage>(engine: &Weak<S>, queue: &Mutex<CommitQueue>) {
             Some(engine) => engine.commit_many(&reqs),
             None => reqs.iter().map(|_| Err(Error::Closed)).collect(),
         };
+        // Announce in commit order, before anyone hears back, so that a committer that
+        // subscribed earlier sees its own commit on the feed.
+        for (req, result) in reqs.iter().zip(&results) {
+            if let Ok(c) = result {
+                if !req.records.is_empty() {
+                    let mut oids: Vec<Oid> = req.records.iter().map(|r| r.oid).collect();
+                    oids.sort_unstable();
+                    feed.publish(c.tid, c.timestamp, &oids);
+                }
+            }
+        }
         for (reply, result) in replies.into_iter().zip(results) {
             // A caller that stopped waiting (its future was dropped) needs no answer;
             // its transaction has landed all the same.
@@ -80,6 +94,7 @@ impl<S: SyncStorage> Unblocked<S> {
         Unblocked {
             inner: Arc::new(inner),
             commits: Arc::default(),
+            feed: Arc::default(),
         }
     }
 
@@ -126,7 +141,8 @@ impl<S: SyncStorage> Storage for Unblocked<S> {
         if start_writer {
             let engine = Arc::downgrade(&self.inner);
             let queue = self.commits.clone();
-            blocking::unblock(move || write_groups(&engine, &queue)).detach();
+            let feed = self.feed.clone();
+            blocking::unblock(move || write_groups(&engine, &queue, &feed)).detach();
         }
         async move {
             rx.await.unwrap_or_else(|_| {
@@ -148,6 +164,10 @@ impl<S: SyncStorage> Storage for Unblocked<S> {
 
     fn scan(&self) -> BoxStream<'static, Result<Loaded>> {
         blocking::Unblock::new(ScanIter::new(self.inner.clone())).boxed()
+    }
+
+    fn changes(&self) -> BoxStream<'static, Change> {
+        self.feed.subscribe()
     }
 
     fn close(&self) -> BoxFuture<'_, Result<()>> {
