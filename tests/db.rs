@@ -6,6 +6,7 @@ mod common;
 use std::sync::Arc;
 
 use common::on_all_runtimes;
+use durus::record::Tid;
 use durus::storage::{MemoryStorage, Storage};
 use durus::{Counter, Db, DbOptions, Error, Oid, Persistent, Ref};
 use futures::{FutureExt, TryStreamExt};
@@ -413,4 +414,42 @@ fn db_and_transactions_can_move_between_tasks() {
     shareable::<Db<Root>>();
     sendable::<durus::Transaction<Root>>();
     shareable::<Ref<Item>>();
+}
+
+#[test]
+fn a_transaction_can_start_in_the_past() {
+    on_all_runtimes(|_| async {
+        let (_file, storage) = common::mem_file_storage().await;
+        let db: Db<Root> = Db::with_storage(storage).await.unwrap();
+        let mut tx = db.begin().await.unwrap();
+        let item = tx
+            .insert(Item {
+                n: 0,
+                label: "v0".into(),
+                next: None,
+            })
+            .await
+            .unwrap();
+        let mut tids = vec![tx.commit().await.unwrap().tid];
+        for v in 1..5u64 {
+            let mut tx = db.begin().await.unwrap();
+            tx.get_mut(item).await.unwrap().n = v;
+            tids.push(tx.commit().await.unwrap().tid);
+        }
+        for (v, &t) in tids.iter().enumerate() {
+            let past = db.begin_at(t).await.unwrap();
+            assert_eq!(past.get(item).await.unwrap().n, v as u64, "as of {t}");
+        }
+        // Before the item existed, it is not found.
+        let before = db.begin_at(Tid(tids[0].0 - 1)).await.unwrap();
+        assert!(matches!(before.get(item).await, Err(Error::NotFound { .. })));
+        assert!(matches!(
+            db.begin_at(Tid(tids[4].0 + 1)).await,
+            Err(Error::Invalid(_))
+        ));
+        // Writing from the past conflicts with what changed since.
+        let mut old = db.begin_at(tids[1]).await.unwrap();
+        old.get_mut(item).await.unwrap().n = 99;
+        assert!(old.commit().await.unwrap_err().is_conflict());
+    });
 }

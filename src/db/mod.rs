@@ -211,6 +211,20 @@ impl<R: Persistent> Db<R> {
         ))
     }
 
+    /// Starts a transaction on the database as it was right after transaction `tid`
+    /// (the journal keeps every version). Reads see that past state; a commit succeeds
+    /// only if nothing it read or writes has changed since, as for any transaction.
+    pub async fn begin_at(&self, tid: Tid) -> Result<Transaction<R>> {
+        let now = self.begin().await?;
+        if tid > now.snapshot() {
+            return Err(Error::Invalid(format!(
+                "transaction {tid} is after the last one, {}",
+                now.snapshot()
+            )));
+        }
+        Ok(Transaction::new(self.clone(), tid))
+    }
+
     /// Runs `f` in a transaction and commits it; on a conflict, backs off and runs it
     /// again on a fresh snapshot, up to [`DbOptions::max_attempts`] times. Other errors
     /// are returned at once. `f` may run more than once, so it should have no effects
