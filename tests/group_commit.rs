@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use common::on_all_runtimes;
-use durus::journal::io::{FileIo, MemFile};
+use durus::journal::io::MemFile;
 use durus::journal::{Durability, Journal, JournalOptions};
 use durus::record::{CommitRequest, Oid, Record, Tid};
 use durus::storage::{FileStorage, Storage};
@@ -76,35 +76,20 @@ fn a_group_is_validated_member_by_member() {
     assert_eq!((rep.transactions, rep.last_tid), (4, Tid(4)));
 }
 
-/// A file whose syncs wait at a gate the test opens, and which counts them.
-struct GatedSync {
-    inner: MemFile,
+/// A gate that syncs wait at until the test opens it; it counts the syncs.
+struct Gate {
     open: Mutex<bool>,
     opened: Condvar,
     syncs: AtomicU64,
 }
 
-impl GatedSync {
+impl Gate {
     fn open_gate(&self) {
         *self.open.lock().unwrap() = true;
         self.opened.notify_all();
     }
-}
 
-impl FileIo for GatedSync {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
-        self.inner.read_at(buf, offset)
-    }
-    fn write_all_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
-        self.inner.write_all_at(buf, offset)
-    }
-    fn len(&self) -> std::io::Result<u64> {
-        self.inner.len()
-    }
-    fn set_len(&self, len: u64) -> std::io::Result<()> {
-        self.inner.set_len(len)
-    }
-    fn sync_data(&self) -> std::io::Result<()> {
+    fn pass(&self) -> std::io::Result<()> {
         self.syncs.fetch_add(1, Ordering::SeqCst);
         let mut open = self.open.lock().unwrap();
         while !*open {
@@ -117,18 +102,22 @@ impl FileIo for GatedSync {
 #[test]
 fn concurrent_commits_share_a_sync() {
     on_all_runtimes(|_| async {
-        let gate = Arc::new(GatedSync {
-            inner: MemFile::new(),
+        let gate = Arc::new(Gate {
             open: Mutex::new(true),
             opened: Condvar::new(),
             syncs: AtomicU64::new(0),
         });
+        let g = gate.clone();
+        let io = common::SyncHook {
+            inner: MemFile::new(),
+            hook: move || g.pass(),
+        };
         let opts = JournalOptions {
             durability: Durability::Immediate,
             preallocate: 0,
             ..JournalOptions::default()
         };
-        let s = FileStorage::open_io(Box::new(gate.clone()), opts).await.unwrap();
+        let s = FileStorage::open_io(Box::new(io), opts).await.unwrap();
         let oids = s.new_oids(11).await.unwrap();
         *gate.open.lock().unwrap() = false;
         let syncs_before = gate.syncs.load(Ordering::SeqCst);

@@ -425,45 +425,23 @@ fn durable_commits_sync_and_eventual_ones_do_not() {
     }
 }
 
-/// A file whose writes or syncs fail once armed.
-struct Failing {
-    inner: MemFile,
-    fail_sync: std::sync::atomic::AtomicBool,
-}
-
-impl FileIo for Failing {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
-        self.inner.read_at(buf, offset)
-    }
-    fn write_all_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
-        self.inner.write_all_at(buf, offset)
-    }
-    fn len(&self) -> std::io::Result<u64> {
-        self.inner.len()
-    }
-    fn set_len(&self, len: u64) -> std::io::Result<()> {
-        self.inner.set_len(len)
-    }
-    fn sync_data(&self) -> std::io::Result<()> {
-        if self.fail_sync.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(std::io::Error::other("injected fsync failure"));
-        }
-        Ok(())
-    }
-}
-
 #[test]
 fn a_failed_sync_poisons_the_journal_until_reopened() {
     let m = MemFile::new();
-    let f = std::sync::Arc::new(Failing {
+    let fail_sync = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let armed = fail_sync.clone();
+    let f = common::SyncHook {
         inner: m.clone(),
-        fail_sync: false.into(),
-    });
+        hook: move || match armed.load(std::sync::atomic::Ordering::SeqCst) {
+            true => Err(std::io::Error::other("injected fsync failure")),
+            false => Ok(()),
+        },
+    };
     let durable = JournalOptions {
         durability: Durability::Immediate,
         ..opts()
     };
-    let j = Journal::open_io(Box::new(f.clone()), durable.clone()).unwrap();
+    let j = Journal::open_io(Box::new(f), durable.clone()).unwrap();
     let oid = j.new_oids(1).unwrap()[0];
     let req = |t, d: &[u8]| CommitRequest {
         snapshot: t,
@@ -472,9 +450,9 @@ fn a_failed_sync_poisons_the_journal_until_reopened() {
         ..Default::default()
     };
     j.commit(&req(Tid(0), b"one")).unwrap();
-    f.fail_sync.store(true, std::sync::atomic::Ordering::SeqCst);
+    fail_sync.store(true, std::sync::atomic::Ordering::SeqCst);
     assert!(matches!(j.commit(&req(Tid(1), b"two")), Err(Error::Io(_))));
-    f.fail_sync.store(false, std::sync::atomic::Ordering::SeqCst);
+    fail_sync.store(false, std::sync::atomic::Ordering::SeqCst);
     // The sync "works" now, but the data it would cover was never known to be safe.
     assert!(matches!(
         j.commit(&req(Tid(1), b"three")),

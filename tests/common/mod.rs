@@ -152,3 +152,28 @@ pub async fn mem_file_storage() -> (durus::journal::io::MemFile, durus::storage:
             .expect("open a file storage in memory");
     (m, s)
 }
+
+/// An in-memory file whose `sync_data` first runs a hook (to fail, count or wait).
+pub struct SyncHook<H> {
+    pub inner: durus::journal::io::MemFile,
+    pub hook: H,
+}
+
+impl<H: Fn() -> io::Result<()> + Send + Sync + 'static> FileIo for SyncHook<H> {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        self.inner.read_at(buf, offset)
+    }
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.inner.write_all_at(buf, offset)
+    }
+    fn len(&self) -> io::Result<u64> {
+        self.inner.len()
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.inner.set_len(len)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        (self.hook)()?;
+        self.inner.sync_data()
+    }
+}
