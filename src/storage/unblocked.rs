@@ -54,6 +54,7 @@ impl<S: SyncStorage> Clone for Unblocked<S> {
 /// after letting go), so a caller that drops the storage after its commit returned
 /// really closes the file.
 fn write_groups<S: SyncStorage>(engine: &Weak<S>, queue: &Mutex<CommitQueue>, feed: &Feed) {
+    let _unwind = ReleaseOnPanic(queue);
     loop {
         let batch = {
             // Queue updates cannot panic halfway, so a poisoned lock is still sound.
@@ -84,6 +85,21 @@ fn write_groups<S: SyncStorage>(engine: &Weak<S>, queue: &Mutex<CommitQueue>, fe
             // A caller that stopped waiting (its future was dropped) needs no answer;
             // its transaction has landed all the same.
             let _ = reply.send(result);
+        }
+    }
+}
+
+/// Should the engine panic, lets the next commit start a new writer job, and drops the
+/// waiting commits' reply channels so that their callers get an error instead of
+/// waiting forever.
+struct ReleaseOnPanic<'a>(&'a Mutex<CommitQueue>);
+
+impl Drop for ReleaseOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let mut q = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            q.writing = false;
+            q.waiting.clear();
         }
     }
 }
