@@ -236,3 +236,46 @@ pub fn check_syncs(label: &str, stats: &JournalStats, commits: u64) {
         std::process::exit(1);
     }
 }
+
+/// Durable single-record commits from `committers` concurrent tasks on one
+/// `FileStorage` (group commit), `total` in all; returns the time taken and the
+/// journal's counters for the run.
+pub fn concurrent_commits(path: &Path, committers: usize, total: u64) -> (Duration, JournalStats) {
+    block_on(async {
+        let s = FileStorage::open(path.to_path_buf(), JournalOptions::default())
+            .await
+            .expect("open a durus file storage");
+        let per = (total / committers as u64).max(1);
+        let oids = s
+            .new_oids(per * committers as u64)
+            .await
+            .expect("allocate durus oids");
+        let before = s.journal().stats();
+        let start = Instant::now();
+        let tasks = oids.chunks(per as usize).map(|mine| {
+            let s = s.clone();
+            let mine = mine.to_vec();
+            async move {
+                for o in mine {
+                    let req = CommitRequest {
+                        snapshot: Tid::ZERO,
+                        records: vec![Record::new(o, value(o.0).to_vec(), vec![])],
+                        ..CommitRequest::default()
+                    };
+                    s.commit(req).await.expect("durus commit");
+                }
+            }
+        });
+        futures::future::join_all(tasks).await;
+        let took = start.elapsed();
+        let after = s.journal().stats();
+        s.close().await.expect("close the durus file storage");
+        let run = JournalStats {
+            commits: after.commits - before.commits,
+            groups: after.groups - before.groups,
+            syncs: after.syncs - before.syncs,
+            bytes_written: after.bytes_written - before.bytes_written,
+        };
+        (took, run)
+    })
+}

@@ -83,11 +83,41 @@ fn main() {
     let keys = data::random_keys(args.records, args.loads);
     w3_random_loads(&args, &stores, &keys, &mut verdicts);
     w4_reopen(&args, &stores, keys[0], &mut verdicts);
+    w5_concurrent_commits(&args, dir);
     println!("\nload average at the end: {}", sys::load_average());
     println!("\nTargets (from the issue)");
     for v in &verdicts {
         v.print();
     }
+}
+
+/// W5 (durus only for now): durable single-record commits from 1, 8, 32 and 128
+/// concurrent tasks on one `FileStorage`, sharing syncs through group commit.
+fn w5_concurrent_commits(args: &Args, dir: &Path) {
+    println!(
+        "\nW5 concurrent durable single-record commits on one FileStorage: {} commits per run (group commit)",
+        int(args.commits)
+    );
+    let mut t = Table::new(&["committers", "commits/s", "x 1 committer", "groups", "syncs"]);
+    let mut single = 0.0;
+    for n in [1usize, 8, 32, 128] {
+        let (took, stats) =
+            durus_engine::concurrent_commits(&dir.join(format!("w5-{n}.durus")), n, args.commits);
+        let expected = (args.commits / n as u64).max(1) * n as u64;
+        durus_engine::check_syncs(&format!("W5 {n} committers"), &stats, expected);
+        let r = rate(stats.commits, took);
+        if n == 1 {
+            single = r;
+        }
+        t.row(vec![
+            n.to_string(),
+            per_sec(r),
+            format!("{:.1}", r / single),
+            int(stats.groups),
+            int(stats.syncs),
+        ]);
+    }
+    t.print();
 }
 
 fn print_setup(args: &Args, dir: &Path) {
