@@ -91,30 +91,57 @@ fn main() {
     }
 }
 
-/// W5 (durus only for now): durable single-record commits from 1, 8, 32 and 128
-/// concurrent tasks on one `FileStorage`, sharing syncs through group commit.
+/// W5: durable single-record commits from 1, 8, 32 and 128 concurrent writers: tasks on
+/// one durus `FileStorage` (sharing syncs through group commit), threads on SQLite (a
+/// connection each) and on redb.
 fn w5_concurrent_commits(args: &Args, dir: &Path) {
     println!(
-        "\nW5 concurrent durable single-record commits on one FileStorage: {} commits per run (group commit)",
+        "\nW5 concurrent durable single-record commits: {} commits per run",
         int(args.commits)
     );
-    let mut t = Table::new(&["committers", "commits/s", "x 1 committer", "groups", "syncs"]);
+    let mut t = Table::new(&[
+        "writers",
+        "durus commits/s",
+        "x 1 writer",
+        "groups",
+        "syncs",
+        "SQLite commits/s",
+        "redb commits/s",
+        "durus/SQLite",
+        "durus/redb",
+    ]);
     let mut single = 0.0;
     for n in [1usize, 8, 32, 128] {
+        let per = (args.commits / n as u64).max(1);
+        let total = per * n as u64;
         let (took, stats) =
             durus_engine::concurrent_commits(&dir.join(format!("w5-{n}.durus")), n, args.commits);
-        let expected = (args.commits / n as u64).max(1) * n as u64;
-        durus_engine::check_syncs(&format!("W5 {n} committers"), &stats, expected);
-        let r = rate(stats.commits, took);
+        durus_engine::check_syncs(&format!("W5 {n} committers"), &stats, total);
+        let durus = rate(stats.commits, took);
         if n == 1 {
-            single = r;
+            single = durus;
         }
+        sys::settle();
+        let sqlite = rate(
+            total,
+            sqlite_engine::concurrent_commits(&dir.join(format!("w5-{n}.sqlite")), n, per),
+        );
+        sys::settle();
+        let redb = rate(
+            total,
+            redb_engine::concurrent_commits(&dir.join(format!("w5-{n}.redb")), n, per),
+        );
+        sys::settle();
         t.row(vec![
             n.to_string(),
-            per_sec(r),
-            format!("{:.1}", r / single),
+            per_sec(durus),
+            format!("{:.1}", durus / single),
             int(stats.groups),
             int(stats.syncs),
+            per_sec(sqlite),
+            per_sec(redb),
+            format!("{:.2}x", durus / sqlite),
+            format!("{:.2}x", durus / redb),
         ]);
     }
     t.print();

@@ -93,3 +93,23 @@ pub fn reopen(path: &Path, key: u64) -> Duration {
     assert_eq!(v.as_deref(), Some(&value(key)[..]), "redb returned a wrong value");
     elapsed
 }
+
+/// W5: `threads` threads committing `per_thread` single-record durable write
+/// transactions into one new database (redb runs one writer at a time); returns the
+/// time taken.
+pub fn concurrent_commits(path: &Path, threads: usize, per_thread: u64) -> Duration {
+    let db = Database::create(path).expect("create the redb database");
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..threads as u64 {
+            let db = &db;
+            s.spawn(move || {
+                for i in 0..per_thread {
+                    let k = 1 + t * per_thread + i;
+                    insert_range(db, k, k + 1);
+                }
+            });
+        }
+    });
+    start.elapsed()
+}

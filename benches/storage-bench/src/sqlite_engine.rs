@@ -111,3 +111,25 @@ pub fn size(path: &Path) -> (u64, u64) {
     let (a, b) = (file_size(path), file_size(&wal));
     (a.0 + b.0, a.1 + b.1)
 }
+
+/// W5: `threads` threads, each with its own connection, committing `per_thread`
+/// single-row durable transactions into one new database; returns the time taken.
+pub fn concurrent_commits(path: &Path, threads: usize, per_thread: u64) -> Duration {
+    drop(create(path));
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..threads as u64 {
+            s.spawn(move || {
+                let mut conn = open(path);
+                // Writers queue on SQLite's lock instead of failing with SQLITE_BUSY.
+                conn.busy_timeout(Duration::from_secs(60))
+                    .expect("set the SQLite busy timeout");
+                for i in 0..per_thread {
+                    let k = 1 + t * per_thread + i;
+                    insert_range(&mut conn, k, k + 1);
+                }
+            });
+        }
+    });
+    start.elapsed()
+}
