@@ -211,6 +211,17 @@ pub struct Changes {
     pub oids: Vec<Oid>,
 }
 
+/// One committed transaction, as the change feed and catch-up report it.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub struct TxInfo {
+    /// Its transaction id.
+    pub tid: Tid,
+    /// When it committed, microseconds since the Unix epoch.
+    pub timestamp: u64,
+    /// The oids it wrote, ascending.
+    pub oids: Vec<Oid>,
+}
+
 /// Bytes before the data in a framed record: oid and data length.
 pub const RECORD_HEADER: usize = 12;
 

@@ -181,10 +181,12 @@ impl Cache {
         }
     }
 
-    /// Drops `oid`'s entry.
-    pub(crate) fn remove(&self, oid: Oid) {
+    /// Drops `oid`'s entry if it is older than `tid` (a version `tid` replaced).
+    pub(crate) fn remove_older(&self, oid: Oid, tid: Tid) {
         let (mut s, key) = self.write(oid);
-        s.map.remove(&key);
+        if s.map.get(&key).is_some_and(|slot| slot.entry.tid < tid) {
+            s.map.remove(&key);
+        }
     }
 
     /// Number of cached objects.
@@ -237,7 +239,11 @@ mod tests {
         for i in 0..100_000u64 {
             c.insert(Oid(i), raw(3));
             if i % 3 == 0 {
-                c.remove(Oid(i));
+                // Only versions older than the given tid go.
+                c.remove_older(Oid(i), Tid(1));
+                assert!(c.contains(Oid(i)));
+                c.remove_older(Oid(i), Tid(2));
+                assert!(!c.contains(Oid(i)));
             }
         }
         assert!(c.len() <= c.capacity());

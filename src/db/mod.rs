@@ -14,7 +14,9 @@
 //! nobody ever sees a state newer than their snapshot. When the cache may have missed a
 //! commit (a commit future was dropped while the storage was writing, or the storage
 //! reported a conflict), the next transaction first catches up with
-//! [`Storage::changes_since`] and evicts what changed.
+//! [`Storage::transactions`] and evicts what changed. On a storage other processes
+//! write to (a journal in shared mode), every new transaction first asks the storage
+//! to catch up ([`Storage::catch_up`]) and does the same with what others committed.
 
 mod cache;
 mod locks;
@@ -202,6 +204,11 @@ impl<R: Persistent + Default> Db<R> {
 impl<R: Persistent> Db<R> {
     /// Starts a transaction on a snapshot of everything committed so far.
     pub async fn begin(&self) -> Result<Transaction<R>> {
+        if let Some(last) = self.inner.storage.catch_up().await? {
+            if last.0 > self.inner.cache_tid.load(Ordering::Acquire) {
+                self.inner.needs_resync.store(true, Ordering::Release);
+            }
+        }
         if self.inner.needs_resync.load(Ordering::Acquire) {
             self.inner.resync().await?;
         }
@@ -504,20 +511,25 @@ impl Inner {
             return Ok(());
         }
         let from = Tid(self.cache_tid.load(Ordering::Acquire));
-        let changes = match self.storage.changes_since(from).await {
-            Ok(c) => c,
+        let txs = match self.storage.transactions(from).await {
+            Ok(t) => t,
             Err(e) => {
                 self.needs_resync.store(true, Ordering::Release);
                 return Err(e);
             }
         };
-        for oid in changes.oids {
-            // Taking the lock waits for a commit of this oid that is still publishing.
-            let _g = self.locks.lock(oid).await;
-            self.cache.remove(oid);
+        let mut reached = from;
+        for tx in txs {
+            for &oid in &tx.oids {
+                // Taking the lock waits for a commit of this oid that is still
+                // publishing; an entry this Db published at `tx.tid` or later stays.
+                let _g = self.locks.lock(oid).await;
+                self.cache.remove_older(oid, tx.tid);
+            }
+            reached = reached.max(tx.tid);
         }
         let mut p = self.published.lock().unwrap_or_else(|e| e.into_inner());
-        let at = self.cache_tid.load(Ordering::Acquire).max(changes.tid.0);
+        let at = self.cache_tid.load(Ordering::Acquire).max(reached.0);
         p.retain(|&t| t > at);
         let mut at = at;
         while p.remove(&(at + 1)) {

@@ -37,9 +37,12 @@
 //! 56   aux            8   checkpoint: index entries per page; otherwise 0
 //! ```
 //!
-//! and ends with a 4-byte trailer CRC. An all-zero header marks the end of the journal:
-//! space past the end is preallocated with zeros so that a commit's sync does not also
-//! have to make a new file size durable.
+//! and ends with a 4-byte trailer CRC. A header of zeros or of *filler* marks the end of
+//! the journal. Space past the end is preallocated with filler, so that a commit's sync
+//! does not also have to make a new file size durable: the byte at absolute offset `o`
+//! is `FILLER[o % 8]`. Filler (unlike zeros, which a damaged disk may also produce)
+//! shows that the space was free when it was read, which tells a byte-by-byte copy
+//! taken while commits ran (a backup) from a file damaged in the middle.
 //!
 //! **Transaction** (`DTX1`): the header, `count` record entries, then the CRC of every
 //! byte of the block before it. Tids are strictly increasing. A record entry is
@@ -99,6 +102,43 @@ pub const TRAILER: usize = 4;
 pub const ENTRY_HEADER: usize = 28;
 /// Length of one checkpoint index entry.
 pub const INDEX_ENTRY: usize = 12;
+/// The repeating pattern of preallocated space, aligned to absolute file offsets.
+pub const FILLER: [u8; 8] = [0xFE, b'f', b'r', b'e', b'e', 0xFE, 0, 0];
+/// Bytes of aligned filler that count as evidence of preallocated space.
+pub const FILLER_RUN: usize = 64;
+
+/// Fills `buf`, which goes at file offset `at`, with preallocation filler.
+pub fn fill(buf: &mut [u8], at: u64) {
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b = FILLER[((at + i as u64) % 8) as usize];
+    }
+}
+
+/// Whether `buf`, read from file offset `at`, is all filler (and not empty).
+pub fn is_filler(buf: &[u8], at: u64) -> bool {
+    !buf.is_empty()
+        && buf
+            .iter()
+            .enumerate()
+            .all(|(i, &b)| b == FILLER[((at + i as u64) % 8) as usize])
+}
+
+/// Whether `buf`, read from file offset `at`, holds a run of at least [`FILLER_RUN`]
+/// aligned filler bytes.
+pub fn has_filler_run(buf: &[u8], at: u64) -> bool {
+    let mut run = 0;
+    for (i, &b) in buf.iter().enumerate() {
+        if b == FILLER[((at + i as u64) % 8) as usize] {
+            run += 1;
+            if run >= FILLER_RUN {
+                return true;
+            }
+        } else {
+            run = 0;
+        }
+    }
+    false
+}
 
 /// The kinds of block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

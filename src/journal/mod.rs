@@ -5,8 +5,11 @@
 //! the blocking pool. The byte layout is documented in [`format`]; where a journal ends
 //! and how damage is classified is decided in [`scan`].
 //!
-//! One process writes a journal at a time (an OS advisory lock enforces it); any number
-//! may open it read-only.
+//! By default one process writes a journal at a time (an OS advisory lock enforces it)
+//! and any number may open it read-only. In shared mode ([`JournalOptions::shared`])
+//! any number of processes read and write it with no server: a lock file is held only
+//! while a process appends, and each process catches up with what the others appended
+//! before it appends and whenever [`Journal::refresh`] is called.
 
 pub mod format;
 pub mod index;
@@ -24,14 +27,14 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLoc
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use self::format::{
-    decode_entry, encode_entry, BlockHeader, BlockKind, FileHeader, Slot, BLOCK_HEADER, DATA_START,
-    ENTRY_HEADER, INDEX_ENTRY, SLOT_LEN, SLOT_OFFSETS, TRAILER,
+    decode_entry, encode_entry, fill, is_filler, BlockHeader, BlockKind, FileHeader, Slot, BLOCK_HEADER,
+    DATA_START, ENTRY_HEADER, INDEX_ENTRY, SLOT_LEN, SLOT_OFFSETS, TRAILER,
 };
 use self::index::{BaseIndex, Loc, Overlay};
 use self::io::{FileIo, OsFile};
 use self::scan::{Scanner, Step};
 use crate::error::{Error, Result};
-use crate::record::{Changes, CommitRequest, Committed, Loaded, Oid, OidMap, Record, Tid};
+use crate::record::{Changes, CommitRequest, Committed, Loaded, Oid, OidMap, Record, Tid, TxInfo};
 
 /// How far a commit goes before it returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -53,6 +56,17 @@ pub struct JournalOptions {
     pub durability: Durability,
     /// Open without the write lock; every write fails with [`Error::ReadOnly`].
     pub read_only: bool,
+    /// Share the file with other processes that open it in shared mode, with no server.
+    ///
+    /// Instead of holding the file's write lock for as long as it is open, a process
+    /// takes the lock of a lock file next to it (`<path>.lock`, an OS advisory lock)
+    /// only while it appends. Under that lock it first reads what other processes
+    /// appended, so conflicts with their commits are found exactly; between commits,
+    /// [`Journal::refresh`] catches up. A process killed while appending releases the
+    /// lock with its death; its partial append is ignored by readers and cut off by the
+    /// next writer. Opening in exclusive mode fails with [`Error::Locked`] while shared
+    /// writers have the file open, and the other way round.
+    pub shared: bool,
     /// Create the file if it does not exist (ignored when read-only).
     pub create: bool,
     /// Grow the file with zeros this many bytes at a time ahead of the data, so that a
@@ -69,6 +83,7 @@ impl Default for JournalOptions {
         JournalOptions {
             durability: Durability::Immediate,
             read_only: false,
+            shared: false,
             create: true,
             preallocate: 4 << 20,
             checkpoint_every: Some(256 << 20),
@@ -140,10 +155,12 @@ struct State {
     end: u64,
     /// Next oid to hand out in this process.
     next_oid: u64,
-    /// Every oid below this is durably recorded as handed out.
+    /// The end of this process's reserved range: `next_oid..own_until` are ours.
+    own_until: u64,
+    /// Every oid below this is durably recorded as handed out (by any process).
     reserved_oid: u64,
-    /// Transactions since `log_from`, for change queries.
-    log: VecDeque<(u64, Box<[Oid]>)>,
+    /// Transactions since `log_from` (tid, timestamp, oids), for change queries.
+    log: VecDeque<(u64, u64, Box<[Oid]>)>,
     log_oids: usize,
     log_from: u64,
 }
@@ -158,8 +175,8 @@ struct Writer {
     /// Size of the last checkpoint written (or found on open).
     last_checkpoint_len: u64,
     slots: [Option<Slot>; 2],
-    /// The first oid this process handed out (sizes the reservations).
-    first_oid_this_session: u64,
+    /// Oids this process has handed out (sizes the reservations).
+    handed_out: u64,
 }
 
 /// The journal engine: a synchronous, thread-safe handle on one journal file.
@@ -173,12 +190,25 @@ pub struct Journal {
     writer: Mutex<Writer>,
     poisoned: OnceLock<String>,
     closed: AtomicBool,
-    /// A handle on the locked file description, to release the write lock on close.
+    /// A handle on the locked file description, to release the file's lock on close.
     lock: Option<File>,
+    /// Shared mode: the lock file, locked only while this process appends.
+    append_lock: Option<File>,
     commits: AtomicU64,
     groups: AtomicU64,
     syncs: AtomicU64,
     bytes_written: AtomicU64,
+}
+
+/// Releases the lock file's lock when an append (or a failed attempt) is over.
+struct AppendGuard<'a>(Option<&'a File>);
+
+impl Drop for AppendGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(f) = self.0 {
+            let _ = f.unlock();
+        }
+    }
 }
 
 fn now_micros() -> u64 {
@@ -251,30 +281,59 @@ impl Journal {
             .read(true)
             .write(!opts.read_only)
             .open(path)?;
-        if !opts.read_only {
-            match file.try_lock() {
-                Ok(()) => {}
-                Err(std::fs::TryLockError::WouldBlock) => {
-                    return Err(Error::Locked {
-                        path: path.to_path_buf(),
-                    })
-                }
-                Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
+        let locked = match (opts.read_only, opts.shared) {
+            (true, _) => Ok(()),
+            // Shared writers hold the file's lock shared, so an exclusive writer (or
+            // `repair`) cannot open it under them, nor they under it.
+            (false, true) => file.try_lock_shared(),
+            (false, false) => file.try_lock(),
+        };
+        match locked {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::Locked {
+                    path: path.to_path_buf(),
+                })
             }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
         }
         let lock = if opts.read_only {
             None
         } else {
             Some(file.try_clone()?)
         };
-        let mut j = Journal::open_io(Box::new(OsFile::new(file)), opts)?;
+        let append_lock = if opts.shared && !opts.read_only {
+            let mut p = path.as_os_str().to_owned();
+            p.push(".lock");
+            let f = FsOpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(PathBuf::from(p))?;
+            Some(f)
+        } else {
+            None
+        };
+        // The opening scan runs under the append lock, so that it sees no append in
+        // progress and its verdict on the tail holds.
+        if let Some(l) = &append_lock {
+            l.lock()?;
+        }
+        let opened = Journal::open_io(Box::new(OsFile::new(file)), opts);
+        if let Some(l) = &append_lock {
+            let _ = l.unlock();
+        }
+        let mut j = opened?;
         j.path = Some(path.to_path_buf());
         j.lock = lock;
+        j.append_lock = append_lock;
         Ok(j)
     }
 
     /// Opens a journal on any [`FileIo`] (an in-memory file, a fault-injecting one). An
-    /// empty writable file is initialised. No lock is taken: the caller owns the file.
+    /// empty writable file is initialised. No lock is taken: the caller owns the file
+    /// (in shared mode, the caller must keep appends of different handles apart).
     pub fn open_io(io: Box<dyn FileIo>, opts: JournalOptions) -> Result<Journal> {
         let mut file_len = io.len()?;
         let mut head = vec![0u8; (file_len.min(DATA_START)) as usize];
@@ -308,7 +367,8 @@ impl Journal {
                     last_tid: b.header.tid,
                     last_timestamp: b.header.timestamp,
                     end: 0,
-                    next_oid: b.header.next_oid.max(1),
+                    next_oid: 0,
+                    own_until: 0,
                     reserved_oid: b.header.next_oid.max(1),
                     log: VecDeque::new(),
                     log_oids: 0,
@@ -324,7 +384,8 @@ impl Journal {
                     last_tid: 0,
                     last_timestamp: 0,
                     end: 0,
-                    next_oid: 1,
+                    next_oid: 0,
+                    own_until: 0,
                     reserved_oid: 1,
                     log: VecDeque::new(),
                     log_oids: 0,
@@ -342,7 +403,7 @@ impl Journal {
                     if file_len > offset {
                         // Zeros mark the end, but a zeroed stretch in the middle of a
                         // journal must not silently hide what follows it.
-                        if let Some(later) = scan::find_later_group(&*io, file_len, offset)? {
+                        if let Some(later) = scan::later_damage(&*io, file_len, offset)? {
                             return Err(Error::corrupt(
                                 offset,
                                 format!("the journal reads as ending here, but an intact block follows at {later}"),
@@ -363,8 +424,11 @@ impl Journal {
             }
         }
         drop(scanner);
+        // This process has no range of its own yet: its first allocation reserves one
+        // past every oid anyone has reserved.
+        st.next_oid = st.reserved_oid;
+        st.own_until = st.reserved_oid;
         let end = st.end;
-        let next_oid = st.next_oid;
         let prealloc_end = if torn_tail.is_some() { end } else { file_len };
         Ok(Journal {
             io,
@@ -381,12 +445,13 @@ impl Journal {
                     u64::MAX
                 },
                 slots,
-                first_oid_this_session: next_oid,
+                handed_out: 0,
                 last_checkpoint_len: base.as_ref().map_or(0, |b| b.block_len),
             }),
             poisoned: OnceLock::new(),
             closed: AtomicBool::new(false),
             lock: None,
+            append_lock: None,
             commits: AtomicU64::new(0),
             groups: AtomicU64::new(0),
             syncs: AtomicU64::new(0),
@@ -479,6 +544,155 @@ impl Journal {
     fn sync(&self) -> std::io::Result<()> {
         self.syncs.fetch_add(1, Ordering::Relaxed);
         self.io.sync_data()
+    }
+
+    /// Shared mode: takes the lock file's lock (waiting for another process's append to
+    /// finish) and catches up with everything appended before it. A no-op otherwise.
+    fn lock_appends(&self, w: &mut Writer) -> Result<AppendGuard<'_>> {
+        if !self.opts.shared {
+            return Ok(AppendGuard(None));
+        }
+        let guard = match &self.append_lock {
+            Some(f) => {
+                f.lock()?;
+                AppendGuard(Some(f))
+            }
+            None => AppendGuard(None),
+        };
+        self.catch_up(w, true)?;
+        Ok(guard)
+    }
+
+    /// Reads the blocks other processes appended after this process's known end, and
+    /// folds them into the index. With `locked` (this process holds the append lock, so
+    /// nobody is appending) the tail's state is authoritative: damage after the end is
+    /// a killed writer's partial append, to be cut off before the next append.
+    fn catch_up(&self, w: &mut Writer, locked: bool) -> Result<()> {
+        let (start, last_tid) = {
+            let st = self.read_state();
+            (st.end, st.last_tid)
+        };
+        let file_len = self.io.len()?;
+        let mut blocks = Vec::new();
+        let mut sc = Scanner::following(&*self.io, file_len, start, last_tid);
+        let (end, torn) = loop {
+            match sc.next_step()? {
+                Step::Block { header, entries, .. } => blocks.push((header, entries)),
+                Step::End { offset } => break (offset, false),
+                Step::Torn { offset, .. } => break (offset, true),
+            }
+        };
+        drop(sc);
+        if !blocks.is_empty() {
+            let mut st = self.write_state();
+            for (h, e) in &blocks {
+                st.apply_block(h, e);
+            }
+            st.end = end;
+        }
+        if locked {
+            w.torn_tail = None;
+            w.prealloc_end = end;
+            if torn {
+                w.torn_tail = Some(end);
+            } else if file_len > end {
+                // Filler past the end was preallocated by a writer and may be written
+                // over; anything else (zeros of an old file, leftovers) is cut off first.
+                let n = (file_len - end).min(BLOCK_HEADER as u64) as usize;
+                let mut b = vec![0u8; n];
+                self.io.read_exact_at(&mut b, end)?;
+                if is_filler(&b, end) {
+                    w.prealloc_end = file_len;
+                } else {
+                    w.torn_tail = Some(end);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Catches up with transactions other processes appended (shared mode, or a
+    /// read-only journal another process writes) and returns the last tid now known.
+    /// Loads and commits never see past what was caught up. A no-op for an exclusive
+    /// writer, which appends everything itself.
+    pub fn refresh(&self) -> Result<Tid> {
+        self.check_open()?;
+        if self.opts.shared || self.opts.read_only {
+            let mut w = self.lock_writer();
+            self.catch_up(&mut w, false)?;
+        }
+        Ok(Tid(self.read_state().last_tid))
+    }
+
+    /// The transactions after `after`, oldest first, each with its timestamp and the
+    /// oids it wrote. Recent ones come from memory; older ones are read from the file.
+    pub fn transactions(&self, after: Tid) -> Result<Vec<TxInfo>> {
+        self.check_open()?;
+        let end = {
+            let st = self.read_state();
+            if after.0 >= st.log_from {
+                let newer = st.log.iter().rev().take_while(|(t, _, _)| *t > after.0).count();
+                return Ok(st
+                    .log
+                    .iter()
+                    .skip(st.log.len() - newer)
+                    .map(|(t, ts, oids)| {
+                        let mut oids = oids.to_vec();
+                        oids.sort_unstable();
+                        TxInfo {
+                            tid: Tid(*t),
+                            timestamp: *ts,
+                            oids,
+                        }
+                    })
+                    .collect());
+            }
+            st.end
+        };
+        let mut out = Vec::new();
+        let mut sc = Scanner::new(&*self.io, end, DATA_START, 0);
+        while let Step::Block { header, entries, .. } = sc.next_step()? {
+            if header.kind == BlockKind::Transaction && header.tid > after.0 {
+                let mut oids: Vec<Oid> = entries.iter().map(|e| e.oid).collect();
+                oids.sort_unstable();
+                out.push(TxInfo {
+                    tid: Tid(header.tid),
+                    timestamp: header.timestamp,
+                    oids,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The last transaction committed at or before `timestamp` (microseconds since the
+    /// Unix epoch), or [`Tid::ZERO`] if there is none: the state of the database at
+    /// that moment is the snapshot at this tid.
+    pub fn tid_at_time(&self, timestamp: u64) -> Result<Tid> {
+        self.check_open()?;
+        let end = {
+            let st = self.read_state();
+            // Timestamps never decrease, so the log can be searched in halves.
+            let newer = st.log.partition_point(|(_, ts, _)| *ts <= timestamp);
+            if newer > 0 {
+                return Ok(Tid(st.log[newer - 1].0));
+            }
+            if st.log_from == 0 {
+                return Ok(Tid::ZERO);
+            }
+            st.end
+        };
+        let mut found = Tid::ZERO;
+        let mut sc = Scanner::new(&*self.io, end, DATA_START, 0);
+        while let Step::Block { header, .. } = sc.next_step()? {
+            if header.kind == BlockKind::Transaction {
+                if header.timestamp > timestamp {
+                    break;
+                }
+                found = Tid(header.tid);
+            }
+        }
+        Ok(found)
     }
 
     /// The last committed transaction id.
@@ -655,44 +869,64 @@ impl Journal {
     pub fn new_oids(&self, n: u64) -> Result<Vec<Oid>> {
         let mut w = self.lock_writer();
         self.check_writable()?;
-        let (first, need) = {
-            let st = self.read_state();
+        {
+            let mut st = self.write_state();
             let first = st.next_oid;
             let end = first
                 .checked_add(n)
                 .ok_or_else(|| Error::Invalid("oid space exhausted".into()))?;
-            (first, (end > st.reserved_oid).then_some(end))
-        };
-        if let Some(end) = need {
-            let ahead = (first - w.first_oid_this_session)
-                .clamp(OID_RESERVE_AHEAD, OID_RESERVE_AHEAD_MAX)
-                .max(n);
-            let reserve_to = end.saturating_add(ahead);
-            let (tid, ts, at) = {
-                let st = self.read_state();
-                (st.last_tid, st.last_timestamp, st.end)
-            };
-            let h = BlockHeader {
-                kind: BlockKind::Reservation,
-                len: (BLOCK_HEADER + TRAILER) as u64,
-                tid,
-                timestamp: ts,
-                group_start: at,
-                next_oid: reserve_to,
-                count: 0,
-                aux: 0,
-            };
-            let mut bytes = h.encode().to_vec();
-            let crc = crc32fast::hash(&bytes);
-            bytes.extend_from_slice(&crc.to_be_bytes());
-            self.append_group(&mut w, at, &bytes, BlockKind::Reservation)?;
-            let mut st = self.write_state();
-            st.end = at + bytes.len() as u64;
-            st.reserved_oid = reserve_to;
+            if end <= st.own_until {
+                st.next_oid = end;
+                w.handed_out += n;
+                return Ok((first..end).map(Oid).collect());
+            }
         }
+        let _appending = self.lock_appends(&mut w)?;
+        let (first, tid, ts, at) = {
+            let st = self.read_state();
+            // Continue this process's range if no one reserved past it, else start a
+            // new one past everything reserved.
+            let first = if st.reserved_oid > st.own_until {
+                st.reserved_oid
+            } else {
+                st.next_oid
+            };
+            (
+                first,
+                st.last_tid,
+                st.last_timestamp,
+                w.torn_tail.unwrap_or(st.end),
+            )
+        };
+        let end = first
+            .checked_add(n)
+            .ok_or_else(|| Error::Invalid("oid space exhausted".into()))?;
+        let ahead = w
+            .handed_out
+            .clamp(OID_RESERVE_AHEAD, OID_RESERVE_AHEAD_MAX)
+            .max(n);
+        let reserve_to = end.saturating_add(ahead);
+        let h = BlockHeader {
+            kind: BlockKind::Reservation,
+            len: (BLOCK_HEADER + TRAILER) as u64,
+            tid,
+            timestamp: ts,
+            group_start: at,
+            next_oid: reserve_to,
+            count: 0,
+            aux: 0,
+        };
+        let mut bytes = h.encode().to_vec();
+        let crc = crc32fast::hash(&bytes);
+        bytes.extend_from_slice(&crc.to_be_bytes());
+        self.append_group(&mut w, at, &bytes, BlockKind::Reservation)?;
         let mut st = self.write_state();
-        st.next_oid = first + n;
-        Ok((first..first + n).map(Oid).collect())
+        st.end = at + bytes.len() as u64;
+        st.reserved_oid = reserve_to;
+        st.own_until = reserve_to;
+        st.next_oid = end;
+        w.handed_out += n;
+        Ok((first..end).map(Oid).collect())
     }
 
     /// Commits `req` as one transaction: checks that nothing it read or writes was
@@ -718,6 +952,10 @@ impl Journal {
         if let Err(e) = self.check_writable() {
             return reqs.iter().map(|_| Err(e.clone())).collect();
         }
+        let _appending = match self.lock_appends(&mut w) {
+            Ok(g) => g,
+            Err(e) => return reqs.iter().map(|_| Err(e.clone())).collect(),
+        };
         let mut results: Vec<Option<Result<Committed>>> = reqs.iter().map(|_| None).collect();
         let (bytes, at, planned) = {
             let st = self.read_state();
@@ -758,7 +996,7 @@ impl Journal {
                         }
                         st.last_tid = p.tid;
                         st.last_timestamp = p.timestamp;
-                        st.push_log(p.tid, p.entries.iter().map(|e| e.0).collect());
+                        st.push_log(p.tid, p.timestamp, p.entries.iter().map(|e| e.0).collect());
                         results[*i] = Some(Ok(Committed {
                             tid: Tid(p.tid),
                             timestamp: p.timestamp,
@@ -789,7 +1027,7 @@ impl Journal {
     /// and, if it writes anything, encodes it onto the group's bytes. `Ok(None)`: valid,
     /// but nothing to write.
     fn plan(&self, st: &State, group: &mut Group, at: u64, req: &CommitRequest) -> Result<Option<Planned>> {
-        let written = req.validate(st.next_oid, Tid(st.last_tid))?;
+        let written = req.validate(st.reserved_oid.max(st.next_oid), Tid(st.last_tid))?;
         let conflicts = if req.records.is_empty() {
             req.conflicts(&written, |oid, after| st.changed_after(&*self.io, oid, after.0))?
         } else {
@@ -903,7 +1141,7 @@ impl Journal {
             .map_err(|e| self.poison(e, "appending to the journal"))?;
         let new_end = at + bytes.len() as u64;
         let mut written = bytes.len() as u64;
-        // Small groups land in zeroed space written ahead of them, so their sync does not
+        // Small groups land in filled space written ahead of them, so their sync does not
         // also have to make a new file size (and block allocation) durable. Large groups
         // gain nothing from it and would only be written twice.
         // Only transactions count: an oid reservation or a checkpoint says nothing about
@@ -912,11 +1150,12 @@ impl Journal {
         if small && new_end + BLOCK_HEADER as u64 > w.prealloc_end {
             let from = w.prealloc_end.max(new_end);
             let target = new_end + self.opts.preallocate;
-            let zeros = vec![0u8; (target - from) as usize];
+            let mut filler = vec![0u8; (target - from) as usize];
+            fill(&mut filler, from);
             self.io
-                .write_all_at(&zeros, from)
+                .write_all_at(&filler, from)
                 .map_err(|e| self.poison(e, "preallocating journal space"))?;
-            written += zeros.len() as u64;
+            written += filler.len() as u64;
             w.prealloc_end = target;
         }
         w.prealloc_end = w.prealloc_end.max(new_end);
@@ -939,6 +1178,12 @@ impl Journal {
     }
 
     fn write_checkpoint(&self, w: &mut Writer) -> Result<bool> {
+        if self.opts.shared {
+            // Other processes write checkpoints too: overwrite the slot that is older now.
+            let mut b = vec![0u8; (SLOT_OFFSETS[1] as usize) + SLOT_LEN];
+            self.io.read_exact_at(&mut b, 0)?;
+            w.slots = SLOT_OFFSETS.map(|o| Slot::decode(&b[o as usize..o as usize + SLOT_LEN]));
+        }
         let (bytes, at) = {
             let st = self.read_state();
             let base_bound = st.base.as_ref().map_or(0, |b| b.bound());
@@ -1036,7 +1281,7 @@ impl Journal {
             }
             let from_log = (since.0 >= st.log_from).then(|| {
                 let mut set = BTreeSet::new();
-                for (tid, oids) in st.log.iter().rev() {
+                for (tid, _, oids) in st.log.iter().rev() {
                     if *tid <= since.0 {
                         break;
                     }
@@ -1088,6 +1333,7 @@ impl Journal {
     }
 
     fn finish_writing(&self, w: &mut Writer) -> Result<()> {
+        let _appending = self.lock_appends(w)?;
         if w.since_checkpoint > 0 {
             self.write_checkpoint(w)?;
         }
@@ -1202,7 +1448,6 @@ impl State {
     fn apply_block(&mut self, h: &BlockHeader, entries: &[scan::ScannedEntry]) {
         self.reserved_oid = self.reserved_oid.max(h.next_oid);
         if h.kind != BlockKind::Transaction {
-            self.next_oid = self.next_oid.max(self.reserved_oid);
             return;
         }
         for e in entries {
@@ -1216,18 +1461,17 @@ impl State {
             );
             self.reserved_oid = self.reserved_oid.max(e.oid.0.saturating_add(1));
         }
-        self.next_oid = self.next_oid.max(self.reserved_oid);
         self.last_tid = h.tid;
         self.last_timestamp = self.last_timestamp.max(h.timestamp);
         let oids: Box<[Oid]> = entries.iter().map(|e| e.oid).collect();
-        self.push_log(h.tid, oids);
+        self.push_log(h.tid, h.timestamp, oids);
     }
 
-    fn push_log(&mut self, tid: u64, oids: Box<[Oid]>) {
+    fn push_log(&mut self, tid: u64, timestamp: u64, oids: Box<[Oid]>) {
         self.log_oids += oids.len();
-        self.log.push_back((tid, oids));
+        self.log.push_back((tid, timestamp, oids));
         while self.log_oids > CHANGE_LOG_LIMIT && self.log.len() > 1 {
-            if let Some((t, o)) = self.log.pop_front() {
+            if let Some((t, _, o)) = self.log.pop_front() {
                 self.log_oids -= o.len();
                 self.log_from = t;
             }

@@ -2,8 +2,8 @@
 //! damage is a torn tail or corruption, and what a well-formed block looks like.
 
 use super::format::{
-    decode_entry, trailer_crc, BlockHeader, BlockKind, HeaderProblem, BLOCK_HEADER, ENTRY_HEADER,
-    INDEX_ENTRY, TRAILER,
+    decode_entry, has_filler_run, is_filler, trailer_crc, BlockHeader, BlockKind, HeaderProblem,
+    BLOCK_HEADER, ENTRY_HEADER, FILLER_RUN, INDEX_ENTRY, TRAILER,
 };
 use super::io::FileIo;
 use crate::error::{Error, Result};
@@ -39,7 +39,7 @@ pub enum Step {
         /// Its record entries (transactions only).
         entries: Vec<ScannedEntry>,
     },
-    /// The journal ends cleanly here (end of file or zeroed preallocated space).
+    /// The journal ends cleanly here (end of file, zeros, or preallocation filler).
     End {
         /// Offset of the end.
         offset: u64,
@@ -63,6 +63,7 @@ pub struct Scanner<'a> {
     buf: Vec<u8>,
     buf_start: u64,
     chunk: usize,
+    follow: bool,
 }
 
 impl<'a> Scanner<'a> {
@@ -76,6 +77,17 @@ impl<'a> Scanner<'a> {
             buf: Vec::new(),
             buf_start: pos,
             chunk: FIRST_CHUNK,
+            follow: false,
+        }
+    }
+
+    /// A scanner that follows a journal other processes are appending to: damage is
+    /// where a write in progress (or one cut off by a crash) ends the readable part, so
+    /// it is reported as [`Step::Torn`] at once, without searching the rest of the file.
+    pub fn following(io: &'a dyn FileIo, file_len: u64, pos: u64, last_tid: u64) -> Scanner<'a> {
+        Scanner {
+            follow: true,
+            ..Scanner::new(io, file_len, pos, last_tid)
         }
     }
 
@@ -108,12 +120,16 @@ impl<'a> Scanner<'a> {
         }
         if remaining < BLOCK_HEADER as u64 {
             let rest = self.fetch(offset, remaining as usize)?;
-            if rest.iter().all(|&b| b == 0) {
+            if rest.iter().all(|&b| b == 0) || is_filler(rest, offset) {
                 return Ok(Step::End { offset });
             }
             return self.damage(offset, "block header cut short by the end of the file");
         }
-        let header = match BlockHeader::decode(self.fetch(offset, BLOCK_HEADER)?) {
+        let raw = self.fetch(offset, BLOCK_HEADER)?;
+        if is_filler(raw, offset) {
+            return Ok(Step::End { offset });
+        }
+        let header = match BlockHeader::decode(raw) {
             Ok(h) => h,
             Err(HeaderProblem::Zero) => return Ok(Step::End { offset }),
             Err(HeaderProblem::Bad(why)) => return self.damage(offset, why),
@@ -265,9 +281,13 @@ impl<'a> Scanner<'a> {
     }
 
     /// Decides whether damage at `offset` is a torn tail or corruption: corruption if
-    /// an intact block from a later write group exists anywhere after it.
+    /// an intact block from a later write group exists anywhere after it, unless
+    /// preallocation filler lies between the two (see [`later_damage`]).
     fn damage(&mut self, offset: u64, reason: &'static str) -> Result<Step> {
-        if let Some(later) = find_later_group(self.io, self.file_len, offset)? {
+        if self.follow {
+            return Ok(Step::Torn { offset, reason });
+        }
+        if let Some(later) = later_damage(self.io, self.file_len, offset)? {
             return Err(Error::corrupt(
                 offset,
                 format!("{reason}, and an intact block of a later write follows at offset {later}"),
@@ -289,6 +309,43 @@ pub fn checkpoint_pages(h: &BlockHeader) -> Option<u64> {
         .checked_add(h.count.checked_mul(INDEX_ENTRY as u64)?)?
         .checked_add(TRAILER as u64)?;
     (want == h.len).then_some(pages)
+}
+
+/// Where an end or damage at `offset` is followed by an intact block of a later write
+/// group, so that the journal cannot simply end at `offset`; `None` if it can.
+///
+/// Filler between the two means the bytes at `offset` were read while that space was
+/// still free: a copy of the file taken while commits were appended (a backup made
+/// with `cp`), whose later blocks were copied after the writer got past the copier.
+/// Such a copy ends at `offset`. Without filler it is corruption in the middle.
+pub fn later_damage(io: &dyn FileIo, file_len: u64, offset: u64) -> Result<Option<u64>> {
+    let Some(later) = find_later_group(io, file_len, offset)? else {
+        return Ok(None);
+    };
+    if filler_between(io, offset, later)? {
+        return Ok(None);
+    }
+    Ok(Some(later))
+}
+
+/// Whether `[from, to)` holds a run of aligned preallocation filler.
+fn filler_between(io: &dyn FileIo, from: u64, to: u64) -> Result<bool> {
+    const WINDOW: u64 = 1 << 20;
+    let mut start = from;
+    while start < to {
+        let n = (to - start).min(WINDOW + FILLER_RUN as u64);
+        let mut buf = vec![0u8; n as usize];
+        io.read_exact_at(&mut buf, start)?;
+        if has_filler_run(&buf, start) {
+            return Ok(true);
+        }
+        if n <= FILLER_RUN as u64 {
+            break;
+        }
+        // Overlap windows so a run across a boundary is still seen whole.
+        start += n - FILLER_RUN as u64;
+    }
+    Ok(false)
 }
 
 /// Searches the file after `damaged` for an intact block header whose write group

@@ -6,7 +6,7 @@ use super::format::{
     decode_entry, BlockKind, FileHeader, Slot, BLOCK_HEADER, DATA_START, INDEX_ENTRY, SLOT_LEN, SLOT_OFFSETS,
 };
 use super::io::FileIo;
-use super::scan::{checkpoint_pages, find_later_group, Scanner, Step};
+use super::scan::{checkpoint_pages, later_damage, Scanner, Step};
 use crate::error::{Error, Result};
 use crate::record::{be_u32, be_u64, Oid, Record, Tid};
 
@@ -91,7 +91,7 @@ pub fn verify(io: &dyn FileIo) -> Result<VerifyReport> {
                 BlockKind::Reservation => rep.reservations += 1,
             },
             Step::End { offset } => {
-                if let Some(later) = find_later_group(io, len, offset)? {
+                if let Some(later) = later_damage(io, len, offset)? {
                     return Err(Error::corrupt(
                         offset,
                         format!("the journal ends here but an intact block follows at {later}"),

@@ -9,7 +9,7 @@ use futures::stream::{BoxStream, Stream};
 use futures::task::AtomicWaker;
 use futures::StreamExt;
 
-use crate::record::{Oid, Tid};
+use crate::record::{Oid, Tid, TxInfo};
 
 /// One event of a storage's change feed ([`Storage::changes`](super::Storage::changes)).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,9 +88,64 @@ impl Stream for Subscription {
 #[derive(Default)]
 pub(crate) struct Feed {
     subscribers: Mutex<Vec<Subscriber>>,
+    /// The last tid announced. Announcing holds this lock throughout, so events go out
+    /// in tid order whichever thread finds them.
+    announced: Mutex<Tid>,
 }
 
 impl Feed {
+    /// A feed that announces transactions after `tid`.
+    pub(crate) fn starting_after(tid: Tid) -> Feed {
+        Feed {
+            subscribers: Mutex::default(),
+            announced: Mutex::new(tid),
+        }
+    }
+
+    /// Announces the transactions after the last one announced, up to `last`, as
+    /// `fetch(after)` lists them. If they cannot be listed, subscribers are told they
+    /// lagged, with the tid to resume after.
+    pub(crate) fn announce_up_to(
+        &self,
+        last: Tid,
+        fetch: impl FnOnce(Tid) -> crate::error::Result<Vec<TxInfo>>,
+    ) {
+        let mut at = self.announced.lock().unwrap_or_else(|p| p.into_inner());
+        if last <= *at {
+            return;
+        }
+        let nobody = self
+            .subscribers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty();
+        if nobody {
+            *at = last;
+            return;
+        }
+        match fetch(*at) {
+            Ok(txs) => {
+                for tx in txs {
+                    if tx.tid > *at && tx.tid <= last {
+                        self.publish(tx.tid, tx.timestamp, &tx.oids);
+                        *at = tx.tid;
+                    }
+                }
+            }
+            Err(_) => {
+                let subs = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
+                for s in subs.iter() {
+                    let mut lag = s.lag.lock();
+                    if lag.is_none() {
+                        *lag = Some(*at);
+                        s.lag.waker.wake();
+                    }
+                }
+                *at = last;
+            }
+        }
+    }
+
     /// A new subscription to the commits published from now on.
     pub(crate) fn subscribe(&self) -> BoxStream<'static, Change> {
         let (tx, rx) = mpsc::channel(FEED_CAPACITY);

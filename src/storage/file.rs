@@ -6,7 +6,7 @@ use super::{SyncStorage, Unblocked};
 use crate::error::Result;
 use crate::journal::io::FileIo;
 use crate::journal::{Journal, JournalOptions, RepairReport};
-use crate::record::{Changes, CommitRequest, Committed, Loaded, Oid, Tid};
+use crate::record::{Changes, CommitRequest, Committed, Loaded, Oid, Tid, TxInfo};
 
 /// The journal file storage: [`Journal`] on the blocking pool.
 pub type FileStorage = Unblocked<Journal>;
@@ -63,6 +63,19 @@ impl SyncStorage for Journal {
     }
     fn last_tid(&self) -> Result<Tid> {
         Journal::last_tid(self)
+    }
+    fn shared(&self) -> bool {
+        let o = self.options();
+        o.shared || o.read_only
+    }
+    fn refresh(&self) -> Result<Tid> {
+        Journal::refresh(self)
+    }
+    fn transactions(&self, after: Tid) -> Result<Vec<TxInfo>> {
+        Journal::transactions(self, after)
+    }
+    fn tid_at_time(&self, timestamp: u64) -> Result<Tid> {
+        Journal::tid_at_time(self, timestamp)
     }
     fn oids(&self) -> Result<Vec<Oid>> {
         Journal::oids(self)

@@ -10,7 +10,7 @@ use futures::{FutureExt, StreamExt};
 use super::feed::{Change, Feed};
 use super::{ScanIter, Storage, SyncStorage};
 use crate::error::{Error, Result};
-use crate::record::{Changes, CommitRequest, Committed, Loaded, Oid, Record, Tid};
+use crate::record::{Changes, CommitRequest, Committed, Loaded, Oid, Record, Tid, TxInfo};
 
 /// An in-memory storage with the same semantics as the file storage (snapshots,
 /// conflicts, oids never reused), for tests and for data that need not outlive the
@@ -31,7 +31,7 @@ struct Mem {
     last_timestamp: u64,
     /// Next oid to hand out; 0 is the root and never handed out.
     next_oid: u64,
-    log: Vec<(Tid, Vec<Oid>)>,
+    log: Vec<(Tid, u64, Vec<Oid>)>,
     closed: bool,
 }
 
@@ -146,7 +146,7 @@ impl SyncStorage for MemoryStorage {
         }
         // Announced under the lock, so the feed sees commits in order.
         self.feed.publish(tid, timestamp, &written);
-        m.log.push((tid, written));
+        m.log.push((tid, timestamp, written));
         m.last_tid = tid;
         m.last_timestamp = timestamp;
         Ok(Committed { tid, timestamp })
@@ -160,10 +160,10 @@ impl SyncStorage for MemoryStorage {
                 m.last_tid
             )));
         }
-        let start = m.log.partition_point(|(t, _)| *t <= since);
+        let start = m.log.partition_point(|(t, _, _)| *t <= since);
         let oids: BTreeSet<Oid> = m.log[start..]
             .iter()
-            .flat_map(|(_, o)| o.iter().copied())
+            .flat_map(|(_, _, o)| o.iter().copied())
             .collect();
         Ok(Changes {
             tid: m.last_tid,
@@ -173,6 +173,25 @@ impl SyncStorage for MemoryStorage {
 
     fn last_tid(&self) -> Result<Tid> {
         Ok(self.lock()?.last_tid)
+    }
+
+    fn transactions(&self, after: Tid) -> Result<Vec<TxInfo>> {
+        let m = self.lock()?;
+        let start = m.log.partition_point(|(t, _, _)| *t <= after);
+        Ok(m.log[start..]
+            .iter()
+            .map(|(tid, timestamp, oids)| TxInfo {
+                tid: *tid,
+                timestamp: *timestamp,
+                oids: oids.clone(),
+            })
+            .collect())
+    }
+
+    fn tid_at_time(&self, timestamp: u64) -> Result<Tid> {
+        let m = self.lock()?;
+        let n = m.log.partition_point(|(_, ts, _)| *ts <= timestamp);
+        Ok(n.checked_sub(1).map_or(Tid::ZERO, |i| m.log[i].0))
     }
 
     fn oids(&self) -> Result<Vec<Oid>> {
@@ -210,6 +229,15 @@ impl Storage for MemoryStorage {
     }
     fn last_tid(&self) -> BoxFuture<'_, Result<Tid>> {
         future::ready(SyncStorage::last_tid(self)).boxed()
+    }
+    fn catch_up(&self) -> BoxFuture<'_, Result<Option<Tid>>> {
+        future::ready(Ok(None)).boxed()
+    }
+    fn transactions(&self, after: Tid) -> BoxFuture<'_, Result<Vec<TxInfo>>> {
+        future::ready(SyncStorage::transactions(self, after)).boxed()
+    }
+    fn tid_at_time(&self, timestamp: u64) -> BoxFuture<'_, Result<Tid>> {
+        future::ready(SyncStorage::tid_at_time(self, timestamp)).boxed()
     }
     fn scan(&self) -> BoxStream<'static, Result<Loaded>> {
         stream::iter(ScanIter::new(Arc::new(self.clone()))).boxed()

@@ -18,7 +18,7 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 
 use crate::error::Result;
-use crate::record::{Changes, CommitRequest, Committed, Loaded, Oid, Tid};
+use crate::record::{Changes, CommitRequest, Committed, Loaded, Oid, Tid, TxInfo};
 
 pub use feed::{Change, FEED_CAPACITY};
 pub use file::FileStorage;
@@ -61,6 +61,21 @@ pub trait Storage: Send + Sync + 'static {
     /// The id of the last committed transaction.
     fn last_tid(&self) -> BoxFuture<'_, Result<Tid>>;
 
+    /// Catches up with transactions that other processes appended to a shared store
+    /// (and announces them on the change feed); returns the last tid now known.
+    /// `None` if nobody else can write to this storage, so there is nothing to catch
+    /// up with and callers may skip the call's cost.
+    fn catch_up(&self) -> BoxFuture<'_, Result<Option<Tid>>>;
+
+    /// The transactions committed after `after`, oldest first, with their timestamps
+    /// and the oids they wrote.
+    fn transactions(&self, after: Tid) -> BoxFuture<'_, Result<Vec<TxInfo>>>;
+
+    /// The last transaction committed at or before `timestamp` (microseconds since the
+    /// Unix epoch), [`Tid::ZERO`] if none: the snapshot showing the database as it was
+    /// at that moment.
+    fn tid_at_time(&self, timestamp: u64) -> BoxFuture<'_, Result<Tid>>;
+
     /// Every current record, as of the moment the scan starts, in oid order.
     fn scan(&self) -> BoxStream<'static, Result<Loaded>>;
 
@@ -100,6 +115,19 @@ pub trait SyncStorage: Send + Sync + 'static {
     fn changes_since(&self, since: Tid) -> Result<Changes>;
     /// See [`Storage::last_tid`].
     fn last_tid(&self) -> Result<Tid>;
+    /// Whether other processes may append to this store, so that
+    /// [`refresh`](SyncStorage::refresh) has work to do.
+    fn shared(&self) -> bool {
+        false
+    }
+    /// Catches up with other processes' transactions; returns the last tid known.
+    fn refresh(&self) -> Result<Tid> {
+        self.last_tid()
+    }
+    /// See [`Storage::transactions`].
+    fn transactions(&self, after: Tid) -> Result<Vec<TxInfo>>;
+    /// See [`Storage::tid_at_time`].
+    fn tid_at_time(&self, timestamp: u64) -> Result<Tid>;
     /// Every oid that has a record, ascending.
     fn oids(&self) -> Result<Vec<Oid>>;
     /// See [`Storage::close`].

@@ -11,7 +11,7 @@ use futures::{FutureExt, StreamExt};
 use super::feed::{Change, Feed};
 use super::{ScanIter, Storage, SyncStorage};
 use crate::error::{Error, Result};
-use crate::record::{Changes, CommitRequest, Committed, Loaded, Oid, Tid};
+use crate::record::{Changes, CommitRequest, Committed, Loaded, Oid, Tid, TxInfo};
 
 /// A [`SyncStorage`] made into a [`Storage`] by running each call on the `blocking`
 /// thread pool, so executor threads never block on file I/O. It works under any async
@@ -72,14 +72,8 @@ fn write_groups<S: SyncStorage>(engine: &Weak<S>, queue: &Mutex<CommitQueue>, fe
         };
         // Announce in commit order, before anyone hears back, so that a committer that
         // subscribed earlier sees its own commit on the feed.
-        for (req, result) in reqs.iter().zip(&results) {
-            if let Ok(c) = result {
-                if !req.records.is_empty() {
-                    let mut oids: Vec<Oid> = req.records.iter().map(|r| r.oid).collect();
-                    oids.sort_unstable();
-                    feed.publish(c.tid, c.timestamp, &oids);
-                }
-            }
+        if let Some(engine) = engine.upgrade() {
+            announce(&*engine, feed);
         }
         for (reply, result) in replies.into_iter().zip(results) {
             // A caller that stopped waiting (its future was dropped) needs no answer;
@@ -92,6 +86,15 @@ fn write_groups<S: SyncStorage>(engine: &Weak<S>, queue: &Mutex<CommitQueue>, fe
 /// Should the engine panic, lets the next commit start a new writer job, and drops the
 /// waiting commits' reply channels so that their callers get an error instead of
 /// waiting forever.
+/// Puts every transaction the engine knows of and the feed has not announced yet on
+/// the feed: this process's commits and, in shared mode, other processes' commits
+/// that were caught up with.
+fn announce<S: SyncStorage + ?Sized>(engine: &S, feed: &Feed) {
+    if let Ok(last) = engine.last_tid() {
+        feed.announce_up_to(last, |after| engine.transactions(after));
+    }
+}
+
 struct ReleaseOnPanic<'a>(&'a Mutex<CommitQueue>);
 
 impl Drop for ReleaseOnPanic<'_> {
@@ -107,10 +110,11 @@ impl Drop for ReleaseOnPanic<'_> {
 impl<S: SyncStorage> Unblocked<S> {
     /// Wraps an engine.
     pub fn new(inner: S) -> Self {
+        let feed = Feed::starting_after(inner.last_tid().unwrap_or(Tid::ZERO));
         Unblocked {
             inner: Arc::new(inner),
             commits: Arc::default(),
-            feed: Arc::default(),
+            feed: Arc::new(feed),
         }
     }
 
@@ -176,6 +180,26 @@ impl<S: SyncStorage> Storage for Unblocked<S> {
 
     fn last_tid(&self) -> BoxFuture<'_, Result<Tid>> {
         self.run(|s| s.last_tid())
+    }
+
+    fn catch_up(&self) -> BoxFuture<'_, Result<Option<Tid>>> {
+        if !self.inner.shared() {
+            return futures::future::ready(Ok(None)).boxed();
+        }
+        let feed = self.feed.clone();
+        self.run(move |s| {
+            let tid = s.refresh()?;
+            announce(s, &feed);
+            Ok(Some(tid))
+        })
+    }
+
+    fn transactions(&self, after: Tid) -> BoxFuture<'_, Result<Vec<TxInfo>>> {
+        self.run(move |s| s.transactions(after))
+    }
+
+    fn tid_at_time(&self, timestamp: u64) -> BoxFuture<'_, Result<Tid>> {
+        self.run(move |s| s.tid_at_time(timestamp))
     }
 
     fn scan(&self) -> BoxStream<'static, Result<Loaded>> {
