@@ -232,6 +232,14 @@ impl<R: Persistent> Db<R> {
         Ok(Transaction::new(self.clone(), tid))
     }
 
+    /// Starts a transaction on the database as it was at `timestamp` (microseconds since
+    /// the Unix epoch, as in [`Committed::timestamp`](crate::record::Committed)): the
+    /// snapshot of the last transaction committed at or before then.
+    pub async fn begin_at_time(&self, timestamp: u64) -> Result<Transaction<R>> {
+        let tid = self.inner.storage.tid_at_time(timestamp).await?;
+        self.begin_at(tid).await
+    }
+
     /// Runs `f` in a transaction and commits it; on a conflict, backs off and runs it
     /// again on a fresh snapshot, up to [`DbOptions::max_attempts`] times. Other errors
     /// are returned at once. `f` may run more than once, so it should have no effects

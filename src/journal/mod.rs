@@ -576,10 +576,16 @@ impl Journal {
         let mut blocks = Vec::new();
         let mut sc = Scanner::following(&*self.io, file_len, start, last_tid);
         let (end, torn) = loop {
-            match sc.next_step()? {
-                Step::Block { header, entries, .. } => blocks.push((header, entries)),
-                Step::End { offset } => break (offset, false),
-                Step::Torn { offset, .. } => break (offset, true),
+            match sc.next_step() {
+                Ok(Step::Block { header, entries, .. }) => blocks.push((header, entries)),
+                Ok(Step::End { offset }) => break (offset, false),
+                Ok(Step::Torn { offset, .. }) => break (offset, true),
+                // Without the lock, the file may shrink under the scan: a writer cut off
+                // a torn tail or gave back preallocated space. Both lie past the end.
+                Err(Error::Io(e)) if !locked && e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    break (sc.position(), true)
+                }
+                Err(e) => return Err(e),
             }
         };
         drop(sc);

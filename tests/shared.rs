@@ -1,0 +1,223 @@
+//! Shared mode: several handles on one journal file, each with its own open file
+//! description, so they lock and catch up with each other exactly as separate
+//! processes do (advisory locks belong to open file descriptions). `processes.rs`
+//! runs the same with real processes.
+
+mod common;
+
+use std::io::Write;
+
+use common::on_all_runtimes;
+use durus::journal::{Journal, JournalOptions};
+use durus::record::{CommitRequest, Oid, Record, Tid};
+use durus::storage::{Change, FileStorage, Storage};
+use durus::{Db, DbOptions, Error, Persistent, Ref};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Default, Debug, Serialize, Deserialize, Persistent)]
+#[durus(name = "shared.Note")]
+struct Note {
+    text: String,
+    others: Vec<Ref<Note>>,
+}
+
+fn shared() -> DbOptions {
+    DbOptions {
+        journal: JournalOptions {
+            shared: true,
+            ..JournalOptions::default()
+        },
+        ..DbOptions::default()
+    }
+}
+
+async fn set(db: &Db<Note>, text: &str) -> durus::record::Committed {
+    let mut tx = db.begin().await.unwrap();
+    tx.root_mut().await.unwrap().text = text.into();
+    tx.commit().await.unwrap()
+}
+
+async fn text(db: &Db<Note>) -> String {
+    db.begin().await.unwrap().root().await.unwrap().text.clone()
+}
+
+#[test]
+fn two_handles_see_pin_and_conflict_with_each_other() {
+    on_all_runtimes(|_| async {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shared.durus");
+        let a: Db<Note> = Db::open_with(&path, shared()).await.unwrap();
+        let b: Db<Note> = Db::open_with(&path, shared()).await.unwrap();
+
+        // A commit by one is seen by the other's next transaction.
+        let c1 = set(&a, "a1").await;
+        assert_eq!(text(&b).await, "a1");
+
+        // A pinned transaction keeps its snapshot while the other side commits.
+        let pinned = b.begin().await.unwrap();
+        assert_eq!(pinned.root().await.unwrap().text, "a1");
+        let c2 = set(&a, "a2").await;
+        assert_eq!(text(&b).await, "a2");
+        assert_eq!(pinned.root().await.unwrap().text, "a1");
+        assert_eq!(pinned.snapshot(), c1.tid);
+        drop(pinned);
+
+        // Point in time, by tid and by timestamp.
+        let then = b.begin_at(c1.tid).await.unwrap();
+        assert_eq!(then.root().await.unwrap().text, "a1");
+        let then = b.begin_at_time(c1.timestamp).await.unwrap();
+        assert_eq!(then.snapshot(), c1.tid);
+        assert_eq!(then.root().await.unwrap().text, "a1");
+        let now = b.begin_at_time(c2.timestamp).await.unwrap();
+        assert_eq!(now.root().await.unwrap().text, "a2");
+        let before_all = b.begin_at_time(1).await.unwrap();
+        assert_eq!(before_all.snapshot(), Tid::ZERO);
+
+        // Both read the root, B commits first: A's commit conflicts, naming the root.
+        let mut ta = a.begin().await.unwrap();
+        let mut tb = b.begin().await.unwrap();
+        ta.root_mut().await.unwrap().text = "from a".into();
+        tb.root_mut().await.unwrap().text = "from b".into();
+        tb.commit().await.unwrap();
+        match ta.commit().await {
+            Err(Error::Conflict { oids }) => assert_eq!(oids, vec![Oid::ROOT]),
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+        assert_eq!(text(&a).await, "from b");
+
+        // Oids handed out on both sides never collide, and each sees the other's objects.
+        let mut made = Vec::new();
+        for round in 0..3 {
+            for (name, db) in [("a", &a), ("b", &b)] {
+                let mut tx = db.begin().await.unwrap();
+                let mut mine = Vec::new();
+                for i in 0..40 {
+                    mine.push(
+                        tx.insert(Note {
+                            text: format!("{name}{round}-{i}"),
+                            others: vec![],
+                        })
+                        .await
+                        .unwrap(),
+                    );
+                }
+                tx.root_mut().await.unwrap().others.extend(mine.iter().copied());
+                tx.commit().await.unwrap();
+                made.extend(mine);
+            }
+        }
+        let mut oids: Vec<Oid> = made.iter().map(|r| r.oid()).collect();
+        oids.sort_unstable();
+        oids.dedup();
+        assert_eq!(oids.len(), made.len(), "an oid was handed out twice");
+        for db in [&a, &b] {
+            let tx = db.begin().await.unwrap();
+            let root = tx.root().await.unwrap();
+            assert_eq!(root.others.len(), made.len());
+            for r in &root.others {
+                tx.get(*r).await.unwrap();
+            }
+        }
+
+        // An exclusive writer cannot open the file under shared ones.
+        match Db::<Note>::open(&path).await {
+            Err(Error::Locked { .. }) => {}
+            Err(e) => panic!("expected Locked, got {e}"),
+            Ok(_) => panic!("an exclusive writer opened a shared file"),
+        }
+        a.close().await.unwrap();
+        b.close().await.unwrap();
+        let report = Journal::verify_path(&path).unwrap();
+        assert!(report.transactions >= 9, "{report:?}");
+    });
+}
+
+#[test]
+fn the_feed_reports_other_handles_commits() {
+    on_all_runtimes(|_| async {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("feed.durus");
+        let a: Db<Note> = Db::open_with(&path, shared()).await.unwrap();
+        let b: Db<Note> = Db::open_with(&path, shared()).await.unwrap();
+        let mut feed = a.changes();
+        let mine = set(&a, "one").await;
+        let theirs = set(&b, "two").await;
+        let mine2 = set(&a, "three").await;
+        // A's second commit caught up with B's under the append lock; the feed reports
+        // all three in order.
+        for want in [mine, theirs, mine2] {
+            match feed.next().await {
+                Some(Change::Committed { tid, timestamp, oids }) => {
+                    assert_eq!(tid, want.tid);
+                    assert_eq!(timestamp, want.timestamp);
+                    assert_eq!(oids, vec![Oid::ROOT]);
+                }
+                other => panic!("expected a commit, got {other:?}"),
+            }
+        }
+        // A commit by B alone reaches A's feed when A catches up (a new transaction).
+        let more = set(&b, "four").await;
+        assert_eq!(text(&a).await, "four");
+        match feed.next().await {
+            Some(Change::Committed { tid, .. }) => assert_eq!(tid, more.tid),
+            other => panic!("expected a commit, got {other:?}"),
+        }
+    });
+}
+
+#[test]
+fn a_killed_writers_partial_append_is_ignored_then_cut_off() {
+    on_all_runtimes(|_| async {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("torn.durus");
+        let opts = JournalOptions {
+            shared: true,
+            ..JournalOptions::default()
+        };
+        let a = FileStorage::open(&path, opts.clone()).await.unwrap();
+        let b = FileStorage::open(&path, opts).await.unwrap();
+        let oids = a.new_oids(2).await.unwrap();
+        let block = a.journal().end_offset();
+        let first = a
+            .commit(CommitRequest {
+                snapshot: Tid::ZERO,
+                records: vec![Record::new(oids[0], b"kept".to_vec(), vec![])],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        // What a writer killed in the middle of its append leaves: the start of a
+        // transaction block (its header is intact, the rest never arrived).
+        let end = a.journal().end_offset();
+        let mut head = vec![0u8; 90];
+        std::fs::File::open(&path)
+            .and_then(|f| std::os::unix::fs::FileExt::read_exact_at(&f, &mut head, block))
+            .unwrap();
+        assert_eq!(&head[..4], b"DTX1");
+        {
+            let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+            std::os::unix::fs::FileExt::write_all_at(&f, &head, end).unwrap();
+            (&f).flush().unwrap();
+        }
+        // Readers stop before it.
+        assert_eq!(b.catch_up().await.unwrap(), Some(first.tid));
+        assert_eq!(b.load(oids[0]).await.unwrap().record.data, b"kept");
+        // The next writer cuts it off and appends in its place.
+        let second = b
+            .commit(CommitRequest {
+                snapshot: first.tid,
+                records: vec![Record::new(oids[1], b"after".to_vec(), vec![])],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(second.tid, first.tid.next());
+        assert_eq!(a.catch_up().await.unwrap(), Some(second.tid));
+        assert_eq!(a.load(oids[1]).await.unwrap().record.data, b"after");
+        a.close().await.unwrap();
+        b.close().await.unwrap();
+        let report = Journal::verify_path(&path).unwrap();
+        assert_eq!(report.transactions, 2, "{report:?}");
+    });
+}
