@@ -193,7 +193,7 @@ pub struct Journal {
     /// A handle on the locked file description, to release the file's lock on close.
     lock: Option<File>,
     /// Shared mode: the lock file, locked only while this process appends.
-    append_lock: Option<File>,
+    append_lock: Option<OsFile>,
     commits: AtomicU64,
     groups: AtomicU64,
     syncs: AtomicU64,
@@ -302,27 +302,31 @@ impl Journal {
         } else {
             Some(file.try_clone()?)
         };
+        let mut lock_path = path.as_os_str().to_owned();
+        lock_path.push(".lock");
+        let lock_path = PathBuf::from(lock_path);
         let append_lock = if opts.shared && !opts.read_only {
-            let mut p = path.as_os_str().to_owned();
-            p.push(".lock");
             let f = FsOpenOptions::new()
                 .read(true)
                 .write(true)
                 .create(true)
                 .truncate(false)
-                .open(PathBuf::from(p))?;
-            Some(f)
+                .open(&lock_path)?;
+            Some(OsFile::new(f))
+        } else if opts.read_only {
+            // A reader of a file shared by writers follows only what they have synced.
+            File::open(&lock_path).ok().map(OsFile::new)
         } else {
             None
         };
         // The opening scan runs under the append lock, so that it sees no append in
         // progress and its verdict on the tail holds.
         if let Some(l) = &append_lock {
-            l.lock()?;
+            l.file().lock()?;
         }
         let opened = Journal::open_io(Box::new(OsFile::new(file)), opts);
         if let Some(l) = &append_lock {
-            let _ = l.unlock();
+            let _ = l.file().unlock();
         }
         let mut j = opened?;
         j.path = Some(path.to_path_buf());
@@ -554,8 +558,8 @@ impl Journal {
         }
         let guard = match &self.append_lock {
             Some(f) => {
-                f.lock()?;
-                AppendGuard(Some(f))
+                f.file().lock()?;
+                AppendGuard(Some(f.file()))
             }
             None => AppendGuard(None),
         };
@@ -573,8 +577,13 @@ impl Journal {
             (st.end, st.last_tid)
         };
         let file_len = self.io.len()?;
+        // Without the lock, read only what a writer has made durable.
+        let limit = match (locked, self.synced_hint()) {
+            (false, Some(h)) => file_len.min(h),
+            _ => file_len,
+        };
         let mut blocks = Vec::new();
-        let mut sc = Scanner::following(&*self.io, file_len, start, last_tid);
+        let mut sc = Scanner::following(&*self.io, limit, start, last_tid);
         let (end, torn) = loop {
             match sc.next_step() {
                 Ok(Step::Block { header, entries, .. }) => blocks.push((header, entries)),
@@ -958,7 +967,7 @@ impl Journal {
         if let Err(e) = self.check_writable() {
             return reqs.iter().map(|_| Err(e.clone())).collect();
         }
-        let _appending = match self.lock_appends(&mut w) {
+        let appending = match self.lock_appends(&mut w) {
             Ok(g) => g,
             Err(e) => return reqs.iter().map(|_| Err(e.clone())).collect(),
         };
@@ -988,7 +997,18 @@ impl Journal {
             (group.bytes, at, planned)
         };
         if !planned.is_empty() {
-            match self.append_group(&mut w, at, &bytes, BlockKind::Transaction) {
+            // Other processes may append as soon as the bytes are written: the sync, the
+            // slow part, runs after the lock is released, so their appends and syncs
+            // overlap with ours. Their readers only go as far as synced data (see
+            // `mark_synced`), and a sync makes every earlier byte of the file durable, so
+            // nobody builds on a transaction that may yet vanish.
+            let appended = self
+                .write_group(&mut w, at, &bytes, BlockKind::Transaction)
+                .and_then(|()| {
+                    drop(appending);
+                    self.finish_group(at + bytes.len() as u64)
+                });
+            match appended {
                 Err(e) => {
                     for (i, _) in &planned {
                         results[*i] = Some(Err(e.clone()));
@@ -1017,7 +1037,9 @@ impl Journal {
                         // commits above are durable whatever happens here: a failure only
                         // poisons the journal for later writes.
                         if w.since_checkpoint >= every.max(2 * w.last_checkpoint_len) {
-                            let _ = self.write_checkpoint(&mut w);
+                            let _ = self
+                                .lock_appends(&mut w)
+                                .and_then(|_again| self.write_checkpoint(&mut w));
                         }
                     }
                 }
@@ -1133,6 +1155,44 @@ impl Journal {
     /// Appends one write group at `at`: cuts off a torn tail first, writes the bytes in
     /// one positioned write, keeps zeroed space ahead of them, and syncs once.
     fn append_group(&self, w: &mut Writer, at: u64, bytes: &[u8], kind: BlockKind) -> Result<()> {
+        self.write_group(w, at, bytes, kind)?;
+        self.finish_group(at + bytes.len() as u64)
+    }
+
+    /// Makes everything up to `end` durable (under [`Durability::Immediate`]) and tells
+    /// the other processes sharing the file that they may read up to there.
+    fn finish_group(&self, end: u64) -> Result<()> {
+        if self.opts.durability == Durability::Immediate {
+            self.sync().map_err(|e| self.poison(e, "syncing the journal"))?;
+        }
+        self.mark_synced(end);
+        Ok(())
+    }
+
+    /// Shared mode: raises the synced end recorded in the lock file to `end`. The hint
+    /// lives in the page cache that all processes share and needs no sync of its own:
+    /// after a crash every process opens with a full scan. Racing updates may leave it
+    /// lower than it could be, which only makes readers wait for the next commit.
+    fn mark_synced(&self, end: u64) {
+        if let Some(f) = &self.append_lock {
+            let mut b = [0u8; 8];
+            let now = f.read_exact_at(&mut b, 0).map_or(0, |()| u64::from_be_bytes(b));
+            if end > now {
+                let _ = f.write_all_at(&end.to_be_bytes(), 0);
+            }
+        }
+    }
+
+    /// The synced end other processes recorded, if this journal is shared.
+    fn synced_hint(&self) -> Option<u64> {
+        let f = self.append_lock.as_ref()?;
+        let mut b = [0u8; 8];
+        Some(f.read_exact_at(&mut b, 0).map_or(0, |()| u64::from_be_bytes(b)))
+    }
+
+    /// Writes one group at `at`: cuts off a torn tail first, writes the bytes in one
+    /// positioned write and keeps filled space ahead of them. No sync.
+    fn write_group(&self, w: &mut Writer, at: u64, bytes: &[u8], kind: BlockKind) -> Result<()> {
         if let Some(torn) = w.torn_tail {
             self.io
                 .set_len(torn)
@@ -1165,9 +1225,6 @@ impl Journal {
             w.prealloc_end = target;
         }
         w.prealloc_end = w.prealloc_end.max(new_end);
-        if self.opts.durability == Durability::Immediate {
-            self.sync().map_err(|e| self.poison(e, "syncing the journal"))?;
-        }
         w.since_checkpoint = w.since_checkpoint.saturating_add(bytes.len() as u64);
         self.groups.fetch_add(1, Ordering::Relaxed);
         self.bytes_written.fetch_add(written, Ordering::Relaxed);

@@ -25,6 +25,8 @@ pub struct Args {
     pub sync_secs: f64,
     /// Parent directory of the temporary directory holding every file.
     pub dir: PathBuf,
+    /// Run only W5 (the concurrency table), skipping W1 to W4.
+    pub only_w5: bool,
 }
 
 const USAGE: &str = "\
@@ -39,6 +41,7 @@ usage: durus-storage-bench [options]
   --rounds N      interleaved rounds of the W1/W2 writes        (default 10)
   --tries N       W3 measurements per figure (best reported)    (default 3)
   --sync-secs S   seconds per fdatasync probe                   (default 2)
+  --only W5       run only W5 (concurrent commits)
   --dir PATH      where the temporary directory is made
                   (default <workspace>/target/bench-tmp; must not be tmpfs)
 ";
@@ -56,6 +59,7 @@ impl Default for Args {
             tries: 3,
             sync_secs: 2.0,
             dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/bench-tmp")),
+            only_w5: false,
         }
     }
 }
@@ -97,6 +101,8 @@ impl Args {
                         })?
                 }
                 "--dir" => a.dir = PathBuf::from(value),
+                "--only" if value.eq_ignore_ascii_case("w5") => a.only_w5 = true,
+                "--only" => return Err(format!("--only knows W5, not {value:?}")),
                 _ => return Err(format!("unknown option {flag}")),
             }
         }

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use durus::journal::{Journal, JournalOptions, JournalStats};
 use durus::record::{CommitRequest, Oid, Record, Tid};
 use durus::storage::{FileStorage, Storage};
+use durus::{Db, Persistent};
 use futures::executor::block_on;
+use serde::{Deserialize, Serialize};
 
 use crate::data::{digest, value};
 use crate::sys::{parallel, timed};
@@ -237,45 +239,58 @@ pub fn check_syncs(label: &str, stats: &JournalStats, commits: u64) {
     }
 }
 
-/// Durable single-record commits from `committers` concurrent tasks on one
-/// `FileStorage` (group commit), `total` in all; returns the time taken and the
-/// journal's counters for the run.
+/// One small object, what W5's committers write.
+#[derive(Clone, Default, Serialize, Deserialize, Persistent)]
+#[durus(name = "bench.Blob")]
+pub struct Blob {
+    bytes: Vec<u8>,
+}
+
+/// One durable transaction through `db` that inserts a single new object.
+pub async fn insert_one(db: &Db<Blob>, k: u64) {
+    let mut tx = db.begin().await.expect("begin a durus transaction");
+    tx.insert(Blob {
+        bytes: value(k).to_vec(),
+    })
+    .await
+    .expect("insert into durus");
+    tx.commit().await.expect("durus commit");
+}
+
+/// The journal's counters between two readings.
+pub fn stats_between(before: JournalStats, after: JournalStats) -> JournalStats {
+    JournalStats {
+        commits: after.commits - before.commits,
+        groups: after.groups - before.groups,
+        syncs: after.syncs - before.syncs,
+        bytes_written: after.bytes_written - before.bytes_written,
+    }
+}
+
+/// Durable single-record transactions from `committers` concurrent tasks on one `Db`
+/// (sharing appends and syncs through group commit), `total` in all; returns the
+/// time taken and the journal's counters for the run.
 pub fn concurrent_commits(path: &Path, committers: usize, total: u64) -> (Duration, JournalStats) {
     block_on(async {
-        let s = FileStorage::open(path.to_path_buf(), JournalOptions::default())
+        let fs = FileStorage::open(path.to_path_buf(), JournalOptions::default())
             .await
             .expect("open a durus file storage");
+        let db: Db<Blob> = Db::with_storage(fs.clone()).await.expect("open a durus Db");
         let per = (total / committers as u64).max(1);
-        let oids = s
-            .new_oids(per * committers as u64)
-            .await
-            .expect("allocate durus oids");
-        let before = s.journal().stats();
+        let before = fs.journal().stats();
         let start = Instant::now();
-        let tasks = oids.chunks(per as usize).map(|mine| {
-            let s = s.clone();
-            let mine = mine.to_vec();
+        let tasks = (0..committers as u64).map(|t| {
+            let db = db.clone();
             async move {
-                for o in mine {
-                    let req = CommitRequest {
-                        snapshot: Tid::ZERO,
-                        records: vec![Record::new(o, value(o.0).to_vec(), vec![])],
-                        ..CommitRequest::default()
-                    };
-                    s.commit(req).await.expect("durus commit");
+                for i in 0..per {
+                    insert_one(&db, t * per + i).await;
                 }
             }
         });
         futures::future::join_all(tasks).await;
         let took = start.elapsed();
-        let after = s.journal().stats();
-        s.close().await.expect("close the durus file storage");
-        let run = JournalStats {
-            commits: after.commits - before.commits,
-            groups: after.groups - before.groups,
-            syncs: after.syncs - before.syncs,
-            bytes_written: after.bytes_written - before.bytes_written,
-        };
+        let run = stats_between(before, fs.journal().stats());
+        db.close().await.expect("close the durus Db");
         (took, run)
     })
 }

@@ -32,6 +32,7 @@
 mod args;
 mod data;
 mod durus_engine;
+mod processes;
 mod redb_engine;
 mod report;
 mod sqlite_engine;
@@ -66,6 +67,11 @@ struct Stores {
 }
 
 fn main() {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some(processes::CHILD_FLAG) {
+        processes::child_main(&argv[2..]);
+        return;
+    }
     let args = Args::from_env();
     std::fs::create_dir_all(&args.dir).expect("create the benchmark parent directory");
     let tmp = tempfile::Builder::new()
@@ -74,6 +80,10 @@ fn main() {
         .expect("create the benchmark temporary directory");
     let dir = tmp.path();
     print_setup(&args, dir);
+    if args.only_w5 {
+        w5_concurrent_commits(&args, dir);
+        return;
+    }
     measure_sync(&args, dir, "before W1");
     let mut verdicts = Vec::new();
     let stores = w1_bulk_load(&args, dir, &mut verdicts);
@@ -144,6 +154,39 @@ fn w5_concurrent_commits(args: &Args, dir: &Path) {
             format!("{:.2}x", durus / redb),
         ]);
     }
+    // Processes: durus in shared mode (no server) beside SQLite; redb opens a file
+    // from one process only.
+    const PROCESSES: usize = 4;
+    let per = (args.commits / PROCESSES as u64).max(1);
+    let total = per * PROCESSES as u64;
+    let (took, stats) = processes::run(
+        processes::Kind::Durus,
+        &dir.join("w5-procs.durus"),
+        PROCESSES,
+        per,
+    );
+    durus_engine::check_syncs("W5 4 processes", &stats, total);
+    let durus = rate(stats.commits, took);
+    sys::settle();
+    let (took, _) = processes::run(
+        processes::Kind::Sqlite,
+        &dir.join("w5-procs.sqlite"),
+        PROCESSES,
+        per,
+    );
+    let sqlite = rate(total, took);
+    sys::settle();
+    t.row(vec![
+        format!("{PROCESSES} processes"),
+        per_sec(durus),
+        format!("{:.1}", durus / single),
+        int(stats.groups),
+        int(stats.syncs),
+        per_sec(sqlite),
+        "n/a".into(),
+        format!("{:.2}x", durus / sqlite),
+        "-".into(),
+    ]);
     t.print();
 }
 

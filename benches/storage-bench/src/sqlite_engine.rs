@@ -115,21 +115,36 @@ pub fn size(path: &Path) -> (u64, u64) {
 /// W5: `threads` threads, each with its own connection, committing `per_thread`
 /// single-row durable transactions into one new database; returns the time taken.
 pub fn concurrent_commits(path: &Path, threads: usize, per_thread: u64) -> Duration {
-    drop(create(path));
+    create_empty(path);
     let start = Instant::now();
     std::thread::scope(|s| {
         for t in 0..threads as u64 {
             s.spawn(move || {
-                let mut conn = open(path);
-                // Writers queue on SQLite's lock instead of failing with SQLITE_BUSY.
-                conn.busy_timeout(Duration::from_secs(60))
-                    .expect("set the SQLite busy timeout");
+                let mut conn = open_writer(path);
                 for i in 0..per_thread {
-                    let k = 1 + t * per_thread + i;
-                    insert_range(&mut conn, k, k + 1);
+                    insert_one(&mut conn, 1 + t * per_thread + i);
                 }
             });
         }
     });
     start.elapsed()
+}
+
+/// Creates the database and its table, and closes it.
+pub fn create_empty(path: &Path) {
+    drop(create(path));
+}
+
+/// A connection for one of several concurrent writers (threads or processes).
+pub fn open_writer(path: &Path) -> Connection {
+    let conn = open(path);
+    // Writers queue on SQLite's lock instead of failing with SQLITE_BUSY.
+    conn.busy_timeout(Duration::from_secs(60))
+        .expect("set the SQLite busy timeout");
+    conn
+}
+
+/// One durable transaction inserting key `k`.
+pub fn insert_one(conn: &mut Connection, k: u64) {
+    insert_range(conn, k, k + 1);
 }
