@@ -345,6 +345,7 @@ fn exercise_writable(file: &[u8]) {
         // MemFile, which has nothing to do with the input.
         preallocate: 0,
         checkpoint_every: Some(1 << 20),
+        ..JournalOptions::default()
     };
     let Ok(j) = Journal::open_io(Box::new(mem.clone()), opts) else {
         return;
