@@ -7,6 +7,8 @@
 //! their instructions in the environment. Each reports every transfer the database
 //! acknowledged on its standard output, as it happens.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -54,18 +56,6 @@ fn options() -> DbOptions {
     }
 }
 
-/// A small deterministic generator (each child gets its own seed).
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
 async fn create(path: &Path) {
     let db: Db<Bank> = Db::open_with(path, options()).await.unwrap();
     let mut tx = db.begin().await.unwrap();
@@ -90,7 +80,7 @@ async fn child(path: String, me: usize) {
     let bank = db.begin().await.unwrap().root().await.unwrap();
     let ledger = bank.ledgers[me];
     let accounts = bank.accounts.clone();
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (me as u64 + 1));
+    let mut rng = common::Rng(me as u64 + 1);
     let mut out = std::io::stdout();
     for k in 0..TRANSFERS {
         let id = (me as u64) * 1_000_000 + k;

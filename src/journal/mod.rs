@@ -27,8 +27,8 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLoc
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use self::format::{
-    decode_entry, encode_entry, fill, is_filler, BlockHeader, BlockKind, FileHeader, Slot, BLOCK_HEADER,
-    DATA_START, ENTRY_HEADER, INDEX_ENTRY, SLOT_LEN, SLOT_OFFSETS, TRAILER,
+    decode_entry, encode_entry, fill, BlockHeader, BlockKind, FileHeader, Slot, BLOCK_HEADER, DATA_START,
+    ENTRY_HEADER, INDEX_ENTRY, SLOT_LEN, SLOT_OFFSETS, TRAILER,
 };
 use self::index::{BaseIndex, Loc, Overlay};
 use self::io::{FileIo, OsFile};
@@ -402,7 +402,7 @@ impl Journal {
         loop {
             match scanner.next_step()? {
                 Step::Block { header, entries, .. } => st.apply_block(&header, &entries),
-                Step::End { offset } => {
+                Step::End { offset, .. } => {
                     st.end = offset;
                     if file_len > offset {
                         // Zeros mark the end, but a zeroed stretch in the middle of a
@@ -584,15 +584,16 @@ impl Journal {
         };
         let mut blocks = Vec::new();
         let mut sc = Scanner::following(&*self.io, limit, start, last_tid);
-        let (end, torn) = loop {
+        // Where the readable part ends, and whether filler follows it.
+        let (end, filler) = loop {
             match sc.next_step() {
                 Ok(Step::Block { header, entries, .. }) => blocks.push((header, entries)),
-                Ok(Step::End { offset }) => break (offset, false),
-                Ok(Step::Torn { offset, .. }) => break (offset, true),
+                Ok(Step::End { offset, filler }) => break (offset, filler),
+                Ok(Step::Torn { offset, .. }) => break (offset, false),
                 // Without the lock, the file may shrink under the scan: a writer cut off
                 // a torn tail or gave back preallocated space. Both lie past the end.
                 Err(Error::Io(e)) if !locked && e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                    break (sc.position(), true)
+                    break (sc.position(), false)
                 }
                 Err(e) => return Err(e),
             }
@@ -606,21 +607,15 @@ impl Journal {
             st.end = end;
         }
         if locked {
+            // Filler past the end was preallocated by a writer and may be written over;
+            // anything else (a killed writer's partial append, zeros of an old file) is
+            // cut off before the next append.
             w.torn_tail = None;
             w.prealloc_end = end;
-            if torn {
-                w.torn_tail = Some(end);
+            if filler {
+                w.prealloc_end = file_len;
             } else if file_len > end {
-                // Filler past the end was preallocated by a writer and may be written
-                // over; anything else (zeros of an old file, leftovers) is cut off first.
-                let n = (file_len - end).min(BLOCK_HEADER as u64) as usize;
-                let mut b = vec![0u8; n];
-                self.io.read_exact_at(&mut b, end)?;
-                if is_filler(&b, end) {
-                    w.prealloc_end = file_len;
-                } else {
-                    w.torn_tail = Some(end);
-                }
+                w.torn_tail = Some(end);
             }
         }
         Ok(())
@@ -632,11 +627,17 @@ impl Journal {
     /// writer, which appends everything itself.
     pub fn refresh(&self) -> Result<Tid> {
         self.check_open()?;
-        if self.opts.shared || self.opts.read_only {
+        if self.follows_others() {
             let mut w = self.lock_writer();
             self.catch_up(&mut w, false)?;
         }
         Ok(Tid(self.read_state().last_tid))
+    }
+
+    /// Whether other processes may append to this journal while it is open: shared
+    /// mode, or a read-only open (of a file someone else may be writing).
+    pub fn follows_others(&self) -> bool {
+        self.opts.shared || self.opts.read_only
     }
 
     /// The transactions after `after`, oldest first, each with its timestamp and the
@@ -1055,7 +1056,7 @@ impl Journal {
     /// and, if it writes anything, encodes it onto the group's bytes. `Ok(None)`: valid,
     /// but nothing to write.
     fn plan(&self, st: &State, group: &mut Group, at: u64, req: &CommitRequest) -> Result<Option<Planned>> {
-        let written = req.validate(st.reserved_oid.max(st.next_oid), Tid(st.last_tid))?;
+        let written = req.validate(st.reserved_oid, Tid(st.last_tid))?;
         let conflicts = if req.records.is_empty() {
             req.conflicts(&written, |oid, after| st.changed_after(&*self.io, oid, after.0))?
         } else {
@@ -1174,9 +1175,7 @@ impl Journal {
     /// after a crash every process opens with a full scan. Racing updates may leave it
     /// lower than it could be, which only makes readers wait for the next commit.
     fn mark_synced(&self, end: u64) {
-        if let Some(f) = &self.append_lock {
-            let mut b = [0u8; 8];
-            let now = f.read_exact_at(&mut b, 0).map_or(0, |()| u64::from_be_bytes(b));
+        if let (Some(f), Some(now)) = (&self.append_lock, self.synced_hint()) {
             if end > now {
                 let _ = f.write_all_at(&end.to_be_bytes(), 0);
             }
@@ -1333,44 +1332,18 @@ impl Journal {
 
     /// The oids changed by transactions after `since`, and the tid the answer reaches.
     pub fn changes_since(&self, since: Tid) -> Result<Changes> {
-        self.check_open()?;
-        let (from_log, last, end) = {
-            let st = self.read_state();
-            if since.0 > st.last_tid {
-                return Err(Error::Invalid(format!(
-                    "tid {since} is after the last transaction {}",
-                    st.last_tid
-                )));
-            }
-            let from_log = (since.0 >= st.log_from).then(|| {
-                let mut set = BTreeSet::new();
-                for (tid, _, oids) in st.log.iter().rev() {
-                    if *tid <= since.0 {
-                        break;
-                    }
-                    set.extend(oids.iter().copied());
-                }
-                set
-            });
-            (from_log, st.last_tid, st.end)
-        };
-        let set = match from_log {
-            Some(s) => s,
-            None => {
-                // Older than the in-memory log: read the transactions back from the file.
-                let mut set = BTreeSet::new();
-                let mut sc = Scanner::new(&*self.io, end, DATA_START, 0);
-                while let Step::Block { header, entries, .. } = sc.next_step()? {
-                    if header.kind == BlockKind::Transaction && header.tid > since.0 && header.tid <= last {
-                        set.extend(entries.iter().map(|e| e.oid));
-                    }
-                }
-                set
-            }
-        };
+        let last = self.last_tid()?;
+        if since > last {
+            return Err(Error::Invalid(format!(
+                "tid {since} is after the last transaction {last}"
+            )));
+        }
+        let txs = self.transactions(since)?;
+        let tid = txs.last().map_or(since, |t| t.tid);
+        let oids: BTreeSet<Oid> = txs.into_iter().flat_map(|t| t.oids).collect();
         Ok(Changes {
-            tid: Tid(last),
-            oids: set.into_iter().collect(),
+            tid,
+            oids: oids.into_iter().collect(),
         })
     }
 

@@ -43,6 +43,8 @@ pub enum Step {
     End {
         /// Offset of the end.
         offset: u64,
+        /// Whether preallocation filler follows (space a writer may write over).
+        filler: bool,
     },
     /// The journal ends here because the last write was cut off; bytes from `offset`
     /// on are a torn tail.
@@ -116,22 +118,36 @@ impl<'a> Scanner<'a> {
         let offset = self.pos;
         let remaining = self.file_len.saturating_sub(offset);
         if remaining == 0 {
-            return Ok(Step::End { offset });
+            return Ok(Step::End {
+                offset,
+                filler: false,
+            });
         }
         if remaining < BLOCK_HEADER as u64 {
             let rest = self.fetch(offset, remaining as usize)?;
-            if rest.iter().all(|&b| b == 0) || is_filler(rest, offset) {
-                return Ok(Step::End { offset });
+            if is_filler(rest, offset) {
+                return Ok(Step::End { offset, filler: true });
+            }
+            if rest.iter().all(|&b| b == 0) {
+                return Ok(Step::End {
+                    offset,
+                    filler: false,
+                });
             }
             return self.damage(offset, "block header cut short by the end of the file");
         }
         let raw = self.fetch(offset, BLOCK_HEADER)?;
         if is_filler(raw, offset) {
-            return Ok(Step::End { offset });
+            return Ok(Step::End { offset, filler: true });
         }
         let header = match BlockHeader::decode(raw) {
             Ok(h) => h,
-            Err(HeaderProblem::Zero) => return Ok(Step::End { offset }),
+            Err(HeaderProblem::Zero) => {
+                return Ok(Step::End {
+                    offset,
+                    filler: false,
+                })
+            }
             Err(HeaderProblem::Bad(why)) => return self.damage(offset, why),
         };
         if header.len > remaining {

@@ -90,7 +90,7 @@ pub fn verify(io: &dyn FileIo) -> Result<VerifyReport> {
                 }
                 BlockKind::Reservation => rep.reservations += 1,
             },
-            Step::End { offset } => {
+            Step::End { offset, .. } => {
                 if let Some(later) = later_damage(io, len, offset)? {
                     return Err(Error::corrupt(
                         offset,

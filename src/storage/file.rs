@@ -65,8 +65,7 @@ impl SyncStorage for Journal {
         Journal::last_tid(self)
     }
     fn shared(&self) -> bool {
-        let o = self.options();
-        o.shared || o.read_only
+        self.follows_others()
     }
     fn refresh(&self) -> Result<Tid> {
         Journal::refresh(self)
