@@ -666,9 +666,8 @@ impl Journal {
             st.end
         };
         let mut out = Vec::new();
-        let mut sc = Scanner::new(&*self.io, end, DATA_START, 0);
-        while let Step::Block { header, entries, .. } = sc.next_step()? {
-            if header.kind == BlockKind::Transaction && header.tid > after.0 {
+        self.scan_history(end, |header, entries| {
+            if header.tid > after.0 {
                 let mut oids: Vec<Oid> = entries.iter().map(|e| e.oid).collect();
                 oids.sort_unstable();
                 out.push(TxInfo {
@@ -677,8 +676,37 @@ impl Journal {
                     oids,
                 });
             }
-        }
+            true
+        })?;
         Ok(out)
+    }
+
+    /// Reads the transactions of the file from its start up to `end`, handing each to
+    /// `f` until it returns false. History older than the in-memory log lies before the
+    /// checkpoint the journal was opened from, which opening did not read: if it does
+    /// not read whole up to `end`, that is corruption, never a shorter answer.
+    fn scan_history(
+        &self,
+        end: u64,
+        mut f: impl FnMut(&BlockHeader, &[scan::ScannedEntry]) -> bool,
+    ) -> Result<()> {
+        let mut sc = Scanner::new(&*self.io, end, DATA_START, 0);
+        loop {
+            match sc.next_step()? {
+                Step::Block { header, entries, .. } => {
+                    if header.kind == BlockKind::Transaction && !f(&header, &entries) {
+                        return Ok(());
+                    }
+                }
+                Step::End { offset, .. } | Step::Torn { offset, .. } if offset < end => {
+                    return Err(Error::corrupt(
+                        offset,
+                        "the journal's history ends before the point it was opened from",
+                    ))
+                }
+                Step::End { .. } | Step::Torn { .. } => return Ok(()),
+            }
+        }
     }
 
     /// The last transaction committed at or before `timestamp` (microseconds since the
@@ -699,15 +727,13 @@ impl Journal {
             st.end
         };
         let mut found = Tid::ZERO;
-        let mut sc = Scanner::new(&*self.io, end, DATA_START, 0);
-        while let Step::Block { header, .. } = sc.next_step()? {
-            if header.kind == BlockKind::Transaction {
-                if header.timestamp > timestamp {
-                    break;
-                }
-                found = Tid(header.tid);
+        self.scan_history(end, |header, _| {
+            if header.timestamp > timestamp {
+                return false;
             }
-        }
+            found = Tid(header.tid);
+            true
+        })?;
         Ok(found)
     }
 
