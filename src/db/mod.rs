@@ -313,7 +313,12 @@ impl<R: Persistent> Db<R> {
         }
     }
 
-    /// Closes the storage. Transactions still open fail when they next touch it.
+    /// Closes the storage. Commits already under way finish first (they land or fail,
+    /// and their callers hear which); commits started after this fail with
+    /// [`Error::Closed`], as do transactions still open when they next touch the
+    /// storage. Returns an error if the storage cannot close cleanly, including when an
+    /// earlier write or sync failed ([`Error::Poisoned`]): then some of this session's
+    /// commits may not be on disk, though every acknowledged one is.
     pub async fn close(&self) -> Result<()> {
         self.inner.storage.close().await
     }
@@ -553,12 +558,16 @@ impl Inner {
     async fn commit_locked(
         &self,
         req: CommitRequest,
+        encode: Option<crate::storage::Encoder>,
         states: Vec<(Oid, AnyState, &'static str)>,
     ) -> Result<crate::record::Committed> {
         // If this future is dropped while the storage commits, the commit may still land
         // without being published here; make the next transaction catch up.
         let mut armed = ResyncOnDrop(Some(&self.needs_resync));
-        let r = self.storage.commit(req).await;
+        let r = match encode {
+            Some(encode) => self.storage.commit_encoded(req, encode).await,
+            None => self.storage.commit(req).await,
+        };
         armed.0 = None;
         match r {
             Ok(c) => {

@@ -9,6 +9,7 @@ use super::{to_record, Db};
 use crate::error::{Error, Result};
 use crate::object::{decode, Persistent, Ref};
 use crate::record::{CommitRequest, Committed, Oid, Record, Tid};
+use crate::storage::Encoder;
 
 /// Every oid this transaction read, with the state it saw (None: it did not exist, or
 /// the read failed). Later reads of the same oid are served from here: the snapshot
@@ -259,7 +260,7 @@ impl<R: Persistent> Transaction<R> {
         // handful of rounds settles all but pathological contention.
         const MAX_MERGES: usize = 16;
         for _ in 0..MAX_MERGES {
-            let records = self.encode_writes().await?;
+            let (records, encoder) = self.encode_writes().await?;
             let states = self
                 .writes
                 .iter()
@@ -271,7 +272,7 @@ impl<R: Persistent> Transaction<R> {
                 reads: reads.clone(),
                 rebased: rebased.clone(),
             };
-            match inner.commit_locked(req, states).await {
+            match inner.commit_locked(req, encoder, states).await {
                 Err(Error::Conflict { oids }) => {
                     if !self.merge(&oids, &mut rebased).await? {
                         return Err(Error::Conflict { oids });
@@ -283,16 +284,18 @@ impl<R: Persistent> Transaction<R> {
         Err(Error::Invalid("conflict resolution did not settle".into()))
     }
 
-    /// Encodes every write into a record: inline for a few, else in parallel chunks on
-    /// the blocking pool, off the caller's task.
-    async fn encode_writes(&self) -> Result<Vec<Record>> {
+    /// Encodes every write into a record, never on the caller's task: a few writes are
+    /// handed to the storage as an [`Encoder`] (run by its commit writer, which needs no
+    /// extra thread hop); many are encoded here in parallel chunks on the blocking pool.
+    async fn encode_writes(&self) -> Result<(Vec<Record>, Option<Encoder>)> {
+        let shared: Vec<(Oid, Box<dyn AnyWrite>)> =
+            self.writes.iter().map(|(&oid, w)| (oid, w.share())).collect();
         if self.writes.len() < super::OFFLOAD_AT {
-            return self.writes.iter().map(|(&oid, w)| w.record(oid)).collect();
+            let encode: Encoder = Box::new(move || shared.iter().map(|(oid, w)| w.record(*oid)).collect());
+            return Ok((Vec::new(), Some(encode)));
         }
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).max(2);
         let per = self.writes.len().div_ceil(workers).max(super::OFFLOAD_AT);
-        let shared: Vec<(Oid, Box<dyn AnyWrite>)> =
-            self.writes.iter().map(|(&oid, w)| (oid, w.share())).collect();
         let mut jobs = Vec::new();
         let mut rest = shared.into_iter();
         loop {
@@ -308,7 +311,7 @@ impl<R: Persistent> Transaction<R> {
             }));
         }
         let parts = futures::future::try_join_all(jobs).await?;
-        Ok(parts.into_iter().flatten().collect())
+        Ok((parts.into_iter().flatten().collect(), None))
     }
 
     /// Tries to merge every conflicting oid; false if any cannot be merged.

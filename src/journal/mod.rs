@@ -1381,10 +1381,12 @@ impl Journal {
         if self.closed.load(Ordering::Acquire) {
             return Ok(());
         }
-        let r = if !self.opts.read_only && self.poisoned.get().is_none() {
-            self.finish_writing(&mut w)
-        } else {
-            Ok(())
+        // A poisoned journal is closed all the same, but the caller hears that some
+        // of this session's writes failed and may not be on disk.
+        let r = match self.poisoned.get() {
+            Some(cause) => Err(Error::Poisoned { cause: cause.clone() }),
+            None if self.opts.read_only => Ok(()),
+            None => self.finish_writing(&mut w),
         };
         self.closed.store(true, Ordering::Release);
         if let Some(f) = &self.lock {

@@ -18,12 +18,16 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 
 use crate::error::Result;
-use crate::record::{Changes, CommitRequest, Committed, Loaded, Oid, Tid, TxInfo};
+use crate::record::{Changes, CommitRequest, Committed, Loaded, Oid, Record, Tid, TxInfo};
 
 pub use feed::{Change, FEED_CAPACITY};
 pub use file::FileStorage;
 pub use memory::MemoryStorage;
 pub use unblocked::Unblocked;
+
+/// Work that produces a commit's records (serde encoding and any filters), handed to
+/// [`Storage::commit_encoded`] so that it runs off the caller's task.
+pub type Encoder = Box<dyn FnOnce() -> Result<Vec<Record>> + Send>;
 
 /// An async store of records, shared by many tasks.
 ///
@@ -54,6 +58,21 @@ pub trait Storage: Send + Sync + 'static {
     /// (naming the oids) if any oid it read or writes was committed after its snapshot.
     /// Commits are applied in the order the calls were made.
     fn commit(&self, req: CommitRequest) -> BoxFuture<'_, Result<Committed>>;
+
+    /// Commits like [`commit`](Storage::commit), with the records that `encode`
+    /// returns added to `req.records`. The storage runs `encode` off the caller's task,
+    /// before the transaction is validated: the default runs it on the blocking pool;
+    /// [`Unblocked`] runs it inside its commit writer job, so a small commit takes no
+    /// extra thread hop. If `encode` fails (or panics), the commit fails with that
+    /// error and nothing is written.
+    fn commit_encoded(&self, req: CommitRequest, encode: Encoder) -> BoxFuture<'_, Result<Committed>> {
+        Box::pin(async move {
+            let records = blocking::unblock(move || run_encoder(encode)).await?;
+            let mut req = req;
+            req.records.extend(records);
+            self.commit(req).await
+        })
+    }
 
     /// The oids changed by transactions after `since` (invalidations).
     fn changes_since(&self, since: Tid) -> BoxFuture<'_, Result<Changes>>;
@@ -132,6 +151,16 @@ pub trait SyncStorage: Send + Sync + 'static {
     fn oids(&self) -> Result<Vec<Oid>>;
     /// See [`Storage::close`].
     fn close(&self) -> Result<()>;
+}
+
+/// Runs an encoder, turning a panic (in some type's `Serialize`) into an error, so that
+/// it fails only its own commit.
+fn run_encoder(encode: Encoder) -> Result<Vec<Record>> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(encode)).unwrap_or_else(|_| {
+        Err(crate::error::Error::Invalid(
+            "encoding the commit's records panicked".into(),
+        ))
+    })
 }
 
 /// How many records a scan reads per step.

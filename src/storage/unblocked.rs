@@ -9,7 +9,7 @@ use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
 
 use super::feed::{Change, Feed};
-use super::{ScanIter, Storage, SyncStorage};
+use super::{run_encoder, Encoder, ScanIter, Storage, SyncStorage};
 use crate::error::{Error, Result};
 use crate::record::{Changes, CommitRequest, Committed, Loaded, Oid, Tid, TxInfo};
 
@@ -31,11 +31,21 @@ pub struct Unblocked<S: SyncStorage> {
 
 type Reply = oneshot::Sender<Result<Committed>>;
 
-/// Commits waiting for the writer job, and whether that job is running.
+/// A commit waiting for the writer job, with the encoding it still needs, if any.
+struct Pending {
+    req: CommitRequest,
+    encode: Option<Encoder>,
+    reply: Reply,
+}
+
+/// Commits waiting for the writer job, whether that job is running, whether the
+/// storage is closing (no new commits), and who waits for the queue to drain.
 #[derive(Default)]
 struct CommitQueue {
-    waiting: Vec<(CommitRequest, Reply)>,
+    waiting: Vec<Pending>,
     writing: bool,
+    closing: bool,
+    drained: Vec<oneshot::Sender<()>>,
 }
 
 impl<S: SyncStorage> Clone for Unblocked<S> {
@@ -61,11 +71,35 @@ fn write_groups<S: SyncStorage>(engine: &Weak<S>, queue: &Mutex<CommitQueue>, fe
             let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
             if q.waiting.is_empty() {
                 q.writing = false;
+                for waiter in q.drained.drain(..) {
+                    let _ = waiter.send(());
+                }
                 return;
             }
             std::mem::take(&mut q.waiting)
         };
-        let (reqs, replies): (Vec<CommitRequest>, Vec<Reply>) = batch.into_iter().unzip();
+        // Encoding here, on the writer's thread, keeps small commits off their callers'
+        // tasks without a thread hop of their own.
+        let mut reqs = Vec::with_capacity(batch.len());
+        let mut replies = Vec::with_capacity(batch.len());
+        for Pending {
+            mut req,
+            encode,
+            reply,
+        } in batch
+        {
+            if let Some(encode) = encode {
+                match run_encoder(encode) {
+                    Ok(records) => req.records.extend(records),
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                        continue;
+                    }
+                }
+            }
+            reqs.push(req);
+            replies.push(reply);
+        }
         let results = match engine.upgrade() {
             Some(engine) => engine.commit_many(&reqs),
             None => reqs.iter().map(|_| Err(Error::Closed)).collect(),
@@ -103,6 +137,7 @@ impl Drop for ReleaseOnPanic<'_> {
             let mut q = self.0.lock().unwrap_or_else(|p| p.into_inner());
             q.writing = false;
             q.waiting.clear();
+            q.drained.clear();
         }
     }
 }
@@ -121,6 +156,50 @@ impl<S: SyncStorage> Unblocked<S> {
     /// The engine, for synchronous use from a thread that may block.
     pub fn engine(&self) -> &Arc<S> {
         &self.inner
+    }
+
+    /// Queues a commit for the writer job, starting the job if it is not running.
+    fn enqueue(&self, req: CommitRequest, encode: Option<Encoder>) -> BoxFuture<'static, Result<Committed>> {
+        let (reply, rx) = oneshot::channel();
+        let start_writer = {
+            let mut q = self.commits.lock().unwrap_or_else(|p| p.into_inner());
+            if q.closing {
+                return futures::future::ready(Err(Error::Closed)).boxed();
+            }
+            q.waiting.push(Pending { req, encode, reply });
+            !std::mem::replace(&mut q.writing, true)
+        };
+        if start_writer {
+            let engine = Arc::downgrade(&self.inner);
+            let queue = self.commits.clone();
+            let feed = self.feed.clone();
+            blocking::unblock(move || write_groups(&engine, &queue, &feed)).detach();
+        }
+        async move {
+            rx.await.unwrap_or_else(|_| {
+                Err(Error::Invalid(
+                    "the commit writer stopped without an answer".into(),
+                ))
+            })
+        }
+        .boxed()
+    }
+
+    /// Stops taking commits and resolves once every commit queued so far has been
+    /// answered.
+    fn drained(&self) -> BoxFuture<'static, ()> {
+        let mut q = self.commits.lock().unwrap_or_else(|p| p.into_inner());
+        q.closing = true;
+        if !q.writing {
+            return futures::future::ready(()).boxed();
+        }
+        let (tx, rx) = oneshot::channel();
+        q.drained.push(tx);
+        // A writer job that died drops the sender, which ends the wait just the same.
+        async move {
+            let _ = rx.await;
+        }
+        .boxed()
     }
 
     /// Runs `f` on the blocking pool with the engine.
@@ -152,26 +231,11 @@ impl<S: SyncStorage> Storage for Unblocked<S> {
     }
 
     fn commit(&self, req: CommitRequest) -> BoxFuture<'_, Result<Committed>> {
-        let (tx, rx) = oneshot::channel();
-        let start_writer = {
-            let mut q = self.commits.lock().unwrap_or_else(|p| p.into_inner());
-            q.waiting.push((req, tx));
-            !std::mem::replace(&mut q.writing, true)
-        };
-        if start_writer {
-            let engine = Arc::downgrade(&self.inner);
-            let queue = self.commits.clone();
-            let feed = self.feed.clone();
-            blocking::unblock(move || write_groups(&engine, &queue, &feed)).detach();
-        }
-        async move {
-            rx.await.unwrap_or_else(|_| {
-                Err(Error::Invalid(
-                    "the commit writer stopped without an answer".into(),
-                ))
-            })
-        }
-        .boxed()
+        self.enqueue(req, None)
+    }
+
+    fn commit_encoded(&self, req: CommitRequest, encode: Encoder) -> BoxFuture<'_, Result<Committed>> {
+        self.enqueue(req, Some(encode))
     }
 
     fn changes_since(&self, since: Tid) -> BoxFuture<'_, Result<Changes>> {
@@ -211,6 +275,14 @@ impl<S: SyncStorage> Storage for Unblocked<S> {
     }
 
     fn close(&self) -> BoxFuture<'_, Result<()>> {
-        self.run(|s| s.close())
+        // Commits already queued land (or fail) before the engine closes; commits
+        // queued after this point fail with `Closed`.
+        let drained = self.drained();
+        let inner = self.inner.clone();
+        async move {
+            drained.await;
+            blocking::unblock(move || inner.close()).await
+        }
+        .boxed()
     }
 }
