@@ -27,6 +27,8 @@ pub struct Args {
     pub dir: PathBuf,
     /// Run only W5 (the concurrency table), skipping W1 to W4.
     pub only_w5: bool,
+    /// Times each W5 row is measured, engines interleaved; the median is reported.
+    pub w5_runs: u64,
 }
 
 const USAGE: &str = "\
@@ -42,6 +44,7 @@ usage: durus-storage-bench [options]
   --tries N       W3 measurements per figure (best reported)    (default 3)
   --sync-secs S   seconds per fdatasync probe                   (default 2)
   --only W5       run only W5 (concurrent commits)
+  --w5-runs N     interleaved W5 runs per row (median reported) (default 3)
   --dir PATH      where the temporary directory is made
                   (default <workspace>/target/bench-tmp; must not be tmpfs)
 ";
@@ -60,6 +63,7 @@ impl Default for Args {
             sync_secs: 2.0,
             dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/bench-tmp")),
             only_w5: false,
+            w5_runs: 3,
         }
     }
 }
@@ -94,6 +98,7 @@ impl Args {
                 "--reopens" => a.reopens = positive(&flag, &value)? as usize,
                 "--rounds" => a.rounds = positive(&flag, &value)?,
                 "--tries" => a.tries = positive(&flag, &value)?,
+                "--w5-runs" => a.w5_runs = positive(&flag, &value)?,
                 "--sync-secs" => {
                     a.sync_secs =
                         value.parse::<f64>().ok().filter(|s| *s > 0.0).ok_or_else(|| {

@@ -106,8 +106,10 @@ fn main() {
 /// connection each) and on redb.
 fn w5_concurrent_commits(args: &Args, dir: &Path) {
     println!(
-        "\nW5 concurrent durable single-record commits: {} commits per run",
-        int(args.commits)
+        "\nW5 concurrent durable single-record commits: {} commits per run, median of {} runs \
+         (engines interleaved)",
+        int(args.commits),
+        args.w5_runs
     );
     let mut t = Table::new(&[
         "writers",
@@ -124,24 +126,30 @@ fn w5_concurrent_commits(args: &Args, dir: &Path) {
     for n in [1usize, 8, 32, 128] {
         let per = (args.commits / n as u64).max(1);
         let total = per * n as u64;
-        let (took, stats) =
-            durus_engine::concurrent_commits(&dir.join(format!("w5-{n}.durus")), n, args.commits);
-        durus_engine::check_syncs(&format!("W5 {n} committers"), &stats, total);
-        let durus = rate(stats.commits, took);
+        let (mut durus_runs, mut sqlite_runs, mut redb_runs) = (Vec::new(), Vec::new(), Vec::new());
+        for run in 0..args.w5_runs {
+            let (took, s) =
+                durus_engine::concurrent_commits(&dir.join(format!("w5-{n}-{run}.durus")), n, args.commits);
+            durus_engine::check_syncs(&format!("W5 {n} committers"), &s, total);
+            durus_runs.push((rate(s.commits, took), s));
+            sys::settle();
+            sqlite_runs.push(rate(
+                total,
+                sqlite_engine::concurrent_commits(&dir.join(format!("w5-{n}-{run}.sqlite")), n, per),
+            ));
+            sys::settle();
+            redb_runs.push(rate(
+                total,
+                redb_engine::concurrent_commits(&dir.join(format!("w5-{n}-{run}.redb")), n, per),
+            ));
+            sys::settle();
+        }
+        durus_runs.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let (durus, stats) = durus_runs.swap_remove(durus_runs.len() / 2);
+        let (sqlite, redb) = (median(sqlite_runs), median(redb_runs));
         if n == 1 {
             single = durus;
         }
-        sys::settle();
-        let sqlite = rate(
-            total,
-            sqlite_engine::concurrent_commits(&dir.join(format!("w5-{n}.sqlite")), n, per),
-        );
-        sys::settle();
-        let redb = rate(
-            total,
-            redb_engine::concurrent_commits(&dir.join(format!("w5-{n}.redb")), n, per),
-        );
-        sys::settle();
         t.row(vec![
             n.to_string(),
             per_sec(durus),
@@ -159,23 +167,29 @@ fn w5_concurrent_commits(args: &Args, dir: &Path) {
     const PROCESSES: usize = 4;
     let per = (args.commits / PROCESSES as u64).max(1);
     let total = per * PROCESSES as u64;
-    let (took, stats) = processes::run(
-        processes::Kind::Durus,
-        &dir.join("w5-procs.durus"),
-        PROCESSES,
-        per,
-    );
-    durus_engine::check_syncs("W5 4 processes", &stats, total);
-    let durus = rate(stats.commits, took);
-    sys::settle();
-    let (took, _) = processes::run(
-        processes::Kind::Sqlite,
-        &dir.join("w5-procs.sqlite"),
-        PROCESSES,
-        per,
-    );
-    let sqlite = rate(total, took);
-    sys::settle();
+    let (mut durus_runs, mut sqlite_runs) = (Vec::new(), Vec::new());
+    for run in 0..args.w5_runs {
+        let (took, s) = processes::run(
+            processes::Kind::Durus,
+            &dir.join(format!("w5-procs-{run}.durus")),
+            PROCESSES,
+            per,
+        );
+        durus_engine::check_syncs("W5 4 processes", &s, total);
+        durus_runs.push((rate(s.commits, took), s));
+        sys::settle();
+        let (took, _) = processes::run(
+            processes::Kind::Sqlite,
+            &dir.join(format!("w5-procs-{run}.sqlite")),
+            PROCESSES,
+            per,
+        );
+        sqlite_runs.push(rate(total, took));
+        sys::settle();
+    }
+    durus_runs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (durus, stats) = durus_runs.swap_remove(durus_runs.len() / 2);
+    let sqlite = median(sqlite_runs);
     t.row(vec![
         format!("{PROCESSES} processes"),
         per_sec(durus),
@@ -188,6 +202,12 @@ fn w5_concurrent_commits(args: &Args, dir: &Path) {
         "-".into(),
     ]);
     t.print();
+}
+
+/// The middle value (the upper middle of an even count).
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs.get(xs.len() / 2).copied().unwrap_or(0.0)
 }
 
 fn print_setup(args: &Args, dir: &Path) {
