@@ -15,6 +15,7 @@ pub mod format;
 pub mod index;
 pub mod io;
 pub mod scan;
+pub mod sim;
 mod verify;
 
 pub use verify::{verify, VerifyReport};
@@ -69,7 +70,7 @@ pub struct JournalOptions {
     pub shared: bool,
     /// Create the file if it does not exist (ignored when read-only).
     pub create: bool,
-    /// Grow the file with zeros this many bytes at a time ahead of the data, so that a
+    /// Grow the file with filler this many bytes at a time ahead of the data, so that a
     /// commit's sync does not also have to make a new file size durable. 0 turns it off.
     pub preallocate: u64,
     /// Write an index checkpoint after this many bytes have been appended since the last

@@ -289,9 +289,27 @@ impl<'a> Scanner<'a> {
         let mut hasher = crc32fast::Hasher::new();
         hasher.update(head);
         let crc = hasher.finalize();
+        let page_crcs = head[BLOCK_HEADER..].to_vec();
         let trailer = self.fetch(offset + h.len - TRAILER as u64, TRAILER)?;
         if crc != trailer_crc(trailer) {
             return Ok(Err("checkpoint checksum mismatch"));
+        }
+        // The pages too: power loss during the checkpoint's write can keep its first and
+        // last sectors but lose some between them, and such a checkpoint must read as a
+        // torn write (cut off by the next writer), not pass as whole and later be
+        // reported as corruption in the middle. A slot only ever names a checkpoint
+        // after it was synced, so this never rejects one the index depends on.
+        let entries_at = offset + head_len as u64;
+        for (p, want) in page_crcs.chunks_exact(4).enumerate() {
+            let first = p as u64 * h.aux;
+            let n = (h.count - first).min(h.aux);
+            let page = self.fetch(
+                entries_at + first * INDEX_ENTRY as u64,
+                (n * INDEX_ENTRY as u64) as usize,
+            )?;
+            if crc32fast::hash(page).to_be_bytes() != want {
+                return Ok(Err("checkpoint index page checksum mismatch"));
+            }
         }
         Ok(Ok(()))
     }

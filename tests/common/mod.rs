@@ -7,6 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use durus::journal::io::FileIo;
 
+pub mod script;
+
 /// The runtimes every async test runs under.
 pub const RUNTIMES: [&str; 4] = [
     "tokio-current-thread",
