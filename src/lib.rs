@@ -65,6 +65,8 @@
 pub mod db;
 pub mod error;
 pub mod journal;
+#[cfg(test)]
+mod model_check;
 pub mod object;
 pub mod record;
 pub mod storage;

@@ -9,6 +9,7 @@
 //! Implementations: [`MemoryStorage`] (in memory, for tests and caches) and
 //! [`FileStorage`] (the journal file, the embedded default).
 
+mod commit_queue;
 mod feed;
 mod file;
 mod memory;

@@ -8,6 +8,7 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
 
+use super::commit_queue::{CommitQueue, Pending, Pushed};
 use super::feed::{Change, Feed};
 use super::{run_encoder, Encoder, ScanIter, Storage, SyncStorage};
 use crate::error::{Error, Result};
@@ -29,25 +30,6 @@ pub struct Unblocked<S: SyncStorage> {
     feed: Arc<Feed>,
 }
 
-type Reply = oneshot::Sender<Result<Committed>>;
-
-/// A commit waiting for the writer job, with the encoding it still needs, if any.
-struct Pending {
-    req: CommitRequest,
-    encode: Option<Encoder>,
-    reply: Reply,
-}
-
-/// Commits waiting for the writer job, whether that job is running, whether the
-/// storage is closing (no new commits), and who waits for the queue to drain.
-#[derive(Default)]
-struct CommitQueue {
-    waiting: Vec<Pending>,
-    writing: bool,
-    closing: bool,
-    drained: Vec<oneshot::Sender<()>>,
-}
-
 impl<S: SyncStorage> Clone for Unblocked<S> {
     fn clone(&self) -> Self {
         Unblocked {
@@ -66,17 +48,8 @@ impl<S: SyncStorage> Clone for Unblocked<S> {
 fn write_groups<S: SyncStorage>(engine: &Weak<S>, queue: &Mutex<CommitQueue>, feed: &Feed) {
     let _unwind = ReleaseOnPanic(queue);
     loop {
-        let batch = {
-            // Queue updates cannot panic halfway, so a poisoned lock is still sound.
-            let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
-            if q.waiting.is_empty() {
-                q.writing = false;
-                for waiter in q.drained.drain(..) {
-                    let _ = waiter.send(());
-                }
-                return;
-            }
-            std::mem::take(&mut q.waiting)
+        let Some(batch) = lock_queue(queue).next_batch() else {
+            return;
         };
         // Encoding here, on the writer's thread, keeps small commits off their callers'
         // tasks without a thread hop of their own.
@@ -117,9 +90,11 @@ fn write_groups<S: SyncStorage>(engine: &Weak<S>, queue: &Mutex<CommitQueue>, fe
     }
 }
 
-/// Should the engine panic, lets the next commit start a new writer job, and drops the
-/// waiting commits' reply channels so that their callers get an error instead of
-/// waiting forever.
+/// The queue; its updates cannot panic halfway, so a poisoned lock is still sound.
+fn lock_queue(queue: &Mutex<CommitQueue>) -> std::sync::MutexGuard<'_, CommitQueue> {
+    queue.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Puts every transaction the engine knows of and the feed has not announced yet on
 /// the feed: this process's commits and, in shared mode, other processes' commits
 /// that were caught up with.
@@ -129,15 +104,14 @@ fn announce<S: SyncStorage + ?Sized>(engine: &S, feed: &Feed) {
     }
 }
 
+/// Should the engine panic, lets the next commit start a new writer job and tells
+/// everyone waiting (see [`CommitQueue::abandon`]).
 struct ReleaseOnPanic<'a>(&'a Mutex<CommitQueue>);
 
 impl Drop for ReleaseOnPanic<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            let mut q = self.0.lock().unwrap_or_else(|p| p.into_inner());
-            q.writing = false;
-            q.waiting.clear();
-            q.drained.clear();
+            lock_queue(self.0).abandon();
         }
     }
 }
@@ -161,19 +135,18 @@ impl<S: SyncStorage> Unblocked<S> {
     /// Queues a commit for the writer job, starting the job if it is not running.
     fn enqueue(&self, req: CommitRequest, encode: Option<Encoder>) -> BoxFuture<'static, Result<Committed>> {
         let (reply, rx) = oneshot::channel();
-        let start_writer = {
-            let mut q = self.commits.lock().unwrap_or_else(|p| p.into_inner());
-            if q.closing {
-                return futures::future::ready(Err(Error::Closed)).boxed();
+        let pushed = lock_queue(&self.commits).push(Pending { req, encode, reply });
+        match pushed {
+            Pushed::Closing(p) => {
+                let _ = p.reply.send(Err(Error::Closed));
             }
-            q.waiting.push(Pending { req, encode, reply });
-            !std::mem::replace(&mut q.writing, true)
-        };
-        if start_writer {
-            let engine = Arc::downgrade(&self.inner);
-            let queue = self.commits.clone();
-            let feed = self.feed.clone();
-            blocking::unblock(move || write_groups(&engine, &queue, &feed)).detach();
+            Pushed::Queued => {}
+            Pushed::StartWriter => {
+                let engine = Arc::downgrade(&self.inner);
+                let queue = self.commits.clone();
+                let feed = self.feed.clone();
+                blocking::unblock(move || write_groups(&engine, &queue, &feed)).detach();
+            }
         }
         async move {
             rx.await.unwrap_or_else(|_| {
@@ -188,16 +161,12 @@ impl<S: SyncStorage> Unblocked<S> {
     /// Stops taking commits and resolves once every commit queued so far has been
     /// answered.
     fn drained(&self) -> BoxFuture<'static, ()> {
-        let mut q = self.commits.lock().unwrap_or_else(|p| p.into_inner());
-        q.closing = true;
-        if !q.writing {
-            return futures::future::ready(()).boxed();
-        }
-        let (tx, rx) = oneshot::channel();
-        q.drained.push(tx);
+        let rx = lock_queue(&self.commits).close();
         // A writer job that died drops the sender, which ends the wait just the same.
         async move {
-            let _ = rx.await;
+            if let Some(rx) = rx {
+                let _ = rx.await;
+            }
         }
         .boxed()
     }
