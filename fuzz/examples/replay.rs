@@ -18,7 +18,13 @@ fn main() {
     let (check, bound): Target = match target.as_str() {
         "record_decode" => (durus_fuzz::check_record_decode, durus_fuzz::record_bound),
         "journal_open" => (durus_fuzz::check_journal_open, durus_fuzz::journal_bound),
-        other => panic!("unknown target {other}; expected record_decode or journal_open"),
+        "format_decode" => (durus_fuzz::check_format_decode, durus_fuzz::format_bound),
+        "object_decode" => (durus_fuzz::check_object_decode, durus_fuzz::object_bound),
+        "journal_ops" => (durus_fuzz::check_journal_ops, durus_fuzz::ops_bound),
+        other => panic!(
+            "unknown target {other}; expected record_decode, journal_open, format_decode, \
+             object_decode or journal_ops"
+        ),
     };
     let mut paths: Vec<std::path::PathBuf> = Vec::new();
     for a in args {

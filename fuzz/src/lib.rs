@@ -11,6 +11,17 @@
 //! allocator and which refuses (and reports) any allocation that would take the heap
 //! of one run over the bound.
 
+mod formats;
+mod objects;
+mod ops;
+
+pub use formats::{check_format_decode, format_bound, format_selector, Piece, FORMAT_FIX_CRC, FORMAT_VERIFY};
+pub use objects::{
+    check_object_decode, object_bound, object_selector, sample_data, Sample, Shape, OBJECT_PREPEND_NAME,
+    OBJECT_TYPES,
+};
+pub use ops::{check_journal_ops, ops_bound, Op};
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
