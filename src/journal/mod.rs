@@ -2,7 +2,7 @@
 //!
 //! This layer is pure and synchronous: it knows nothing of async or of object types.
 //! [`Journal`] is the engine; the storage layer makes it async by running its calls on
-//! the blocking pool. The byte layout is documented in [`format`]; where a journal ends
+//! the blocking pool. The byte layout is documented in [`format`](mod@format); where a journal ends
 //! and how damage is classified is decided in [`scan`].
 //!
 //! By default one process writes a journal at a time (an OS advisory lock enforces it)

@@ -1,6 +1,6 @@
 //! The `Storage` trait: the only interface the layers above use to reach stored records.
 //!
-//! A storage moves [`Record`](crate::record::Record)s by oid and knows nothing of the
+//! A storage moves [`Record`]s by oid and knows nothing of the
 //! types encoded in them. Every method is async and runtime-agnostic. Synchronous
 //! engines implement [`SyncStorage`] and become async through the one generic adapter,
 //! [`Unblocked`], which runs each call on the `blocking` thread pool so that no file
