@@ -531,15 +531,19 @@ impl Inner {
                 return Err(e);
             }
         };
-        let mut reached = from;
+        let reached = txs.last().map_or(from, |tx| tx.tid).max(from);
+        // Each oid once, with the newest transaction that wrote it.
+        let mut newest: std::collections::BTreeMap<Oid, Tid> = std::collections::BTreeMap::new();
         for tx in txs {
-            for &oid in &tx.oids {
-                // Taking the lock waits for a commit of this oid that is still
-                // publishing; an entry this Db published at `tx.tid` or later stays.
-                let _g = self.locks.lock(oid).await;
-                self.cache.remove_older(oid, tx.tid);
+            for oid in tx.oids {
+                newest.insert(oid, tx.tid);
             }
-            reached = reached.max(tx.tid);
+        }
+        for (oid, tid) in newest {
+            // Taking the lock waits for a commit of this oid that is still publishing;
+            // an entry this Db published at `tid` or later stays.
+            let _g = self.locks.lock(oid).await;
+            self.cache.remove_older(oid, tid);
         }
         let mut p = self.published.lock().unwrap_or_else(|e| e.into_inner());
         let at = self.cache_tid.load(Ordering::Acquire).max(reached.0);

@@ -992,10 +992,7 @@ impl Journal {
     /// returns the last committed tid.
     pub fn commit_many(&self, reqs: &[CommitRequest]) -> Vec<Result<Committed>> {
         let mut w = self.lock_writer();
-        if let Err(e) = self.check_writable() {
-            return reqs.iter().map(|_| Err(e.clone())).collect();
-        }
-        let appending = match self.lock_appends(&mut w) {
+        let appending = match self.check_writable().and_then(|()| self.lock_appends(&mut w)) {
             Ok(g) => g,
             Err(e) => return reqs.iter().map(|_| Err(e.clone())).collect(),
         };

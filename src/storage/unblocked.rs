@@ -74,14 +74,15 @@ fn write_groups<S: SyncStorage>(engine: &Weak<S>, queue: &Mutex<CommitQueue>, fe
             replies.push(reply);
         }
         let results = match engine.upgrade() {
-            Some(engine) => engine.commit_many(&reqs),
+            Some(engine) => {
+                let results = engine.commit_many(&reqs);
+                // Announce in commit order, before anyone hears back, so that a
+                // committer that subscribed earlier sees its own commit on the feed.
+                announce(&*engine, feed);
+                results
+            }
             None => reqs.iter().map(|_| Err(Error::Closed)).collect(),
         };
-        // Announce in commit order, before anyone hears back, so that a committer that
-        // subscribed earlier sees its own commit on the feed.
-        if let Some(engine) = engine.upgrade() {
-            announce(&*engine, feed);
-        }
         for (reply, result) in replies.into_iter().zip(results) {
             // A caller that stopped waiting (its future was dropped) needs no answer;
             // its transaction has landed all the same.
