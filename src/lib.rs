@@ -62,6 +62,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod clock;
 pub mod db;
 pub mod error;
 pub mod journal;
@@ -70,6 +71,7 @@ mod model_check;
 pub mod object;
 pub mod record;
 pub mod storage;
+mod sync;
 
 pub use db::{Db, DbOptions, Transaction};
 pub use error::{Error, Result};

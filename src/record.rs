@@ -145,22 +145,16 @@ impl CommitRequest {
     /// snapshot is not in the future. Returns the written oids, ascending.
     pub fn validate(&self, next_oid: u64, last_tid: Tid) -> Result<Vec<Oid>> {
         if self.snapshot > last_tid {
-            return Err(Error::Invalid(format!(
-                "snapshot {} is after the last transaction {last_tid}",
-                self.snapshot
-            )));
+            return Err(Error::snapshot_ahead(self.snapshot, last_tid));
         }
         let mut written: Vec<Oid> = self.records.iter().map(|r| r.oid).collect();
-        if let Some(o) = written.iter().find(|o| o.0 >= next_oid && **o != Oid::ROOT) {
-            return Err(Error::Invalid(format!("oid {o} was never allocated")));
+        if let Some(&oid) = written.iter().find(|o| o.0 >= next_oid && **o != Oid::ROOT) {
+            return Err(Error::NotAllocated { oid });
         }
         // Usually already ascending, which the sort notices in one pass.
         written.sort_unstable();
         if let Some(w) = written.windows(2).find(|w| w[0] == w[1]) {
-            return Err(Error::Invalid(format!(
-                "oid {} written twice in one commit",
-                w[0]
-            )));
+            return Err(Error::DuplicateWrite { oid: w[0] });
         }
         Ok(written)
     }
@@ -240,13 +234,10 @@ impl Record {
     ///
     /// Fails if the data is 4 GiB or larger, which the 4-byte length cannot express.
     pub fn encode_into(&self, out: &mut Vec<u8>) -> Result<()> {
-        let len = u32::try_from(self.data.len()).map_err(|_| {
-            Error::Invalid(format!(
-                "record {} has {} bytes of data; the limit is {}",
-                self.oid,
-                self.data.len(),
-                u32::MAX
-            ))
+        let len = u32::try_from(self.data.len()).map_err(|_| Error::TooLarge {
+            what: format!("the data of record {}", self.oid),
+            size: self.data.len() as u64,
+            limit: u32::MAX as u64,
         })?;
         out.reserve(self.framed_len());
         out.extend_from_slice(&self.oid.to_bytes());

@@ -445,7 +445,7 @@ fn a_transaction_can_start_in_the_past() {
         assert!(matches!(before.get(item).await, Err(Error::NotFound { .. })));
         assert!(matches!(
             db.begin_at(Tid(tids[4].0 + 1)).await,
-            Err(Error::Invalid(_))
+            Err(Error::SnapshotAhead { .. })
         ));
         // Writing from the past conflicts with what changed since.
         let mut old = db.begin_at(tids[1]).await.unwrap();

@@ -66,7 +66,7 @@ fn a_group_is_validated_member_by_member() {
         write(o[1], Tid(2), b"b2"),
     ]);
     assert_eq!(r[0].as_ref().unwrap().tid, Tid(3));
-    assert!(matches!(&r[1], Err(Error::Invalid(_))));
+    assert!(matches!(&r[1], Err(Error::SnapshotAhead { .. })));
     assert_eq!(r[2].as_ref().unwrap().tid, Tid(4));
     // Members' back pointers lead to the versions before them.
     assert_eq!(j.load_at(o[0], Tid(3)).unwrap().record.data, b"a2");

@@ -157,8 +157,12 @@ async fn run_ops(kind: Kind, ops: Vec<Op>) {
                 };
                 let res = s.commit(req).await;
                 let unallocated = records.iter().any(|r| !model.oids.contains(&r.oid));
-                if dup || unallocated {
-                    assert!(matches!(res, Err(Error::Invalid(_))), "{res:?}");
+                if unallocated {
+                    assert!(matches!(res, Err(Error::NotAllocated { .. })), "{res:?}");
+                    continue;
+                }
+                if dup {
+                    assert!(matches!(res, Err(Error::DuplicateWrite { .. })), "{res:?}");
                     continue;
                 }
                 let newest = model.states.last().expect("a state");

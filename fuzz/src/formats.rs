@@ -7,11 +7,10 @@
 //! to the bytes it came from.
 
 use durus::journal::format::{
-    decode_entry, encode_entry, fill, has_filler_run, is_filler, BlockHeader, BlockKind, FileHeader,
-    HeaderProblem, Slot, BLOCK_HEADER, DATA_START, ENTRY_HEADER, FILLER, FILLER_RUN, INDEX_ENTRY, MAGIC,
+    decode_entry, decode_entry_unverified, encode_entry, fill, has_filler_run, is_filler, BlockHeader, BlockKind, FileHeader,
+    CheckpointLayout, HeaderProblem, Slot, BLOCK_HEADER, DATA_START, ENTRY_HEADER, FILLER, FILLER_RUN, INDEX_ENTRY, MAGIC,
     SLOT_LEN, TRAILER, VERSION,
 };
-use durus::journal::scan::checkpoint_pages;
 use durus::record::{Record, RECORD_HEADER};
 
 use crate::with_alloc_bound;
@@ -27,7 +26,7 @@ pub enum Piece {
     Slot = 2,
     /// `decode_entry` (a record entry inside a transaction).
     Entry = 3,
-    /// `scan::checkpoint_pages` of a header built from the input's fields.
+    /// `CheckpointLayout::of` a header built from the input's fields.
     CheckpointShape = 4,
     /// `is_filler`, `has_filler_run` and `fill`.
     Filler = 5,
@@ -220,7 +219,11 @@ fn check_entry(b: &mut [u8], fix: bool, verify: bool) {
         let len = (be32(&b[0..4]) as usize).clamp(8, b.len());
         seal(b, 8..len, 4);
     }
-    let got = decode_entry(b, verify);
+    let got = if verify {
+        decode_entry(b)
+    } else {
+        decode_entry_unverified(b)
+    };
     let min = ENTRY_HEADER + RECORD_HEADER;
     let sound = b.len() >= ENTRY_HEADER && {
         let len = be32(&b[0..4]) as usize;
@@ -259,7 +262,7 @@ fn check_entry(b: &mut [u8], fix: bool, verify: bool) {
         if verify {
             assert!(again[4..8] == b[4..8], "re-encoded entry CRC");
         }
-        let back = decode_entry(&again, true).expect("a re-encoded entry verifies");
+        let back = decode_entry(&again).expect("a re-encoded entry verifies");
         assert_eq!(back, eh, "a re-encoded entry decodes to the same header");
     }
 }
@@ -279,7 +282,7 @@ fn check_checkpoint_shape(b: &[u8]) {
         count,
         aux,
     };
-    let got = checkpoint_pages(&h);
+    let got = CheckpointLayout::of(&h).map(|l| l.pages);
     // The same rule in arithmetic that cannot overflow.
     let want = (aux != 0 && aux <= u32::MAX as u64).then(|| {
         let pages = (count as u128).div_ceil(aux as u128);
@@ -289,7 +292,7 @@ fn check_checkpoint_shape(b: &[u8]) {
     assert_eq!(
         got,
         want.flatten(),
-        "checkpoint_pages(len {len}, count {count}, per page {aux})"
+        "CheckpointLayout::of(len {len}, count {count}, per page {aux})"
     );
 }
 

@@ -425,7 +425,10 @@ impl Run {
     ) -> u64 {
         trace!("  {req:?}: {got:?}");
         match (want, got) {
-            (Outcome::Invalid, Err(Error::Invalid(_))) => at,
+            (
+                Outcome::Invalid,
+                Err(Error::SnapshotAhead { .. } | Error::NotAllocated { .. } | Error::DuplicateWrite { .. }),
+            ) => at,
             (Outcome::Conflict(want), Err(Error::Conflict { oids })) => {
                 assert_eq!(oids, want, "conflicting oids of {req:?}");
                 at
@@ -502,7 +505,7 @@ impl Run {
         if b == 0xFF {
             let after = Tid(self.m.last() + 1);
             assert!(
-                matches!(self.j.load_at(oid, after), Err(Error::Invalid(_))),
+                matches!(self.j.load_at(oid, after), Err(Error::SnapshotAhead { .. })),
                 "load_at a snapshot after the last tid"
             );
             return;

@@ -224,10 +224,7 @@ impl<R: Persistent> Db<R> {
     pub async fn begin_at(&self, tid: Tid) -> Result<Transaction<R>> {
         let now = self.begin().await?;
         if tid > now.snapshot() {
-            return Err(Error::Invalid(format!(
-                "transaction {tid} is after the last one, {}",
-                now.snapshot()
-            )));
+            return Err(Error::snapshot_ahead(tid, now.snapshot()));
         }
         Ok(Transaction::new(self.clone(), tid))
     }

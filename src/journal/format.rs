@@ -11,15 +11,32 @@
 //! 16   data_start     8   offset of the first block, 4096
 //! 24   created        8   creation time, microseconds since the Unix epoch
 //! 32   crc            4   CRC of bytes 0..32
-//! 512  slot 0        32   checkpoint slot (below)
-//! 1024 slot 1        32   checkpoint slot
+//! 512  slot 0        64   header slot (below)
+//! 1024 slot 1        64   header slot
 //! ```
 //!
-//! A checkpoint slot is `seq(8) · checkpoint offset(8) · checkpoint length(8) · crc(4)`;
-//! the crc covers the first 24 bytes. The valid slot with the higher `seq` names the
-//! newest index checkpoint. The slots are the only bytes of the file ever written in
-//! place; they sit in different 512-byte sectors, and a new checkpoint always
-//! overwrites the *older* slot, so a torn slot write leaves the other slot intact.
+//! A header slot records where the newest index checkpoint is and what the journal had
+//! made durable when the slot was written:
+//!
+//! ```text
+//! 0    seq            8   higher is newer
+//! 8    checkpoint     8   offset of the checkpoint block, 0 if none
+//! 16   length         8   its length
+//! 24   crc            4   CRC of bytes 0..24
+//! 28   zero           4
+//! 32   last tid       8   highest transaction id committed
+//! 40   next oid       8   every oid below this has been handed out
+//! 48   durable end    8   every byte before this offset had been synced
+//! 56   crc            4   CRC of bytes 0..56
+//! 60   zero           4
+//! ```
+//!
+//! A slot whose bytes 28..64 are all zero was written by durus 0.1 and names only its
+//! checkpoint. The valid slot with the higher `seq` is the newest. The slots are the
+//! only bytes of the file ever written in place; they sit in different 512-byte
+//! sectors, and a write always overwrites the *older* slot, so a torn slot write leaves
+//! the other slot intact. A slot is written only after everything it describes was
+//! synced: after each index checkpoint and each oid reservation.
 //!
 //! # Blocks (from `data_start`, appended, never rewritten)
 //!
@@ -92,7 +109,7 @@ const FILE_HEADER_CRC_AT: usize = 32;
 /// Offsets of the two checkpoint slots.
 pub const SLOT_OFFSETS: [u64; 2] = [512, 1024];
 /// Size of one encoded checkpoint slot.
-pub const SLOT_LEN: usize = 32;
+pub const SLOT_LEN: usize = 64;
 
 /// Length of every block header.
 pub const BLOCK_HEADER: usize = 64;
@@ -320,19 +337,42 @@ impl FileHeader {
     }
 }
 
-/// A checkpoint slot: where the newest index checkpoint is.
+/// A header slot: where the newest index checkpoint is, and the durable state of the
+/// journal when the slot was written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Slot {
     /// Higher is newer.
     pub seq: u64,
-    /// Offset of the checkpoint block.
+    /// Offset of the checkpoint block; 0 if the slot names none.
     pub offset: u64,
-    /// Length of the checkpoint block.
+    /// Length of the checkpoint block (0 with no checkpoint).
     pub len: u64,
+    /// What was durable when the slot was written; `None` for a slot written by durus
+    /// 0.1, which names only its checkpoint.
+    pub mark: Option<DurableMark>,
+}
+
+/// The durable state a slot records: what the journal must still hold, and the ids that
+/// must never be handed out again, whatever happens to the file later.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct DurableMark {
+    /// The highest transaction id committed: new transactions get higher ones.
+    pub last_tid: u64,
+    /// Every oid below this has been handed out: new oids are at or above it.
+    pub next_oid: u64,
+    /// Every byte before this offset was durable (synced) when the slot was written: a
+    /// file that ends before it, or whose blocks end before it, has lost acknowledged
+    /// transactions.
+    pub end: u64,
 }
 
 impl Slot {
-    /// Encodes the slot with its CRC.
+    /// Whether the slot names a checkpoint.
+    pub fn has_checkpoint(&self) -> bool {
+        self.offset != 0
+    }
+
+    /// Encodes the slot with its CRCs.
     pub fn encode(&self) -> [u8; SLOT_LEN] {
         let mut b = [0u8; SLOT_LEN];
         b[0..8].copy_from_slice(&self.seq.to_be_bytes());
@@ -340,10 +380,26 @@ impl Slot {
         b[16..24].copy_from_slice(&self.len.to_be_bytes());
         let crc = crc32fast::hash(&b[0..24]);
         b[24..28].copy_from_slice(&crc.to_be_bytes());
+        if let Some(m) = self.mark {
+            b[32..40].copy_from_slice(&m.last_tid.to_be_bytes());
+            b[40..48].copy_from_slice(&m.next_oid.to_be_bytes());
+            b[48..56].copy_from_slice(&m.end.to_be_bytes());
+            let crc = crc32fast::hash(&b[0..56]);
+            b[56..60].copy_from_slice(&crc.to_be_bytes());
+        }
         b
     }
 
-    /// Decodes a slot; `None` if it is empty or its CRC fails (a torn slot write).
+    /// Decodes both slots from the first bytes of a file (at least up to the end of
+    /// slot 1).
+    pub fn decode_both(head: &[u8]) -> [Option<Slot>; 2] {
+        SLOT_OFFSETS.map(|o| {
+            let o = o as usize;
+            head.get(o..o + SLOT_LEN).and_then(Slot::decode)
+        })
+    }
+
+    /// Decodes a slot; `None` if it is empty or a CRC fails (a torn slot write).
     pub fn decode(b: &[u8]) -> Option<Slot> {
         if b.len() < SLOT_LEN || b[..SLOT_LEN].iter().all(|&x| x == 0) {
             return None;
@@ -351,10 +407,25 @@ impl Slot {
         if crc32fast::hash(&b[0..24]) != be_u32(&b[24..28]) {
             return None;
         }
+        let mark = if b[28..SLOT_LEN].iter().all(|&x| x == 0) {
+            None
+        } else if b[28..32] == [0; 4]
+            && crc32fast::hash(&b[0..56]) == be_u32(&b[56..60])
+            && b[60..64] == [0; 4]
+        {
+            Some(DurableMark {
+                last_tid: be_u64(&b[32..40]),
+                next_oid: be_u64(&b[40..48]),
+                end: be_u64(&b[48..56]),
+            })
+        } else {
+            return None;
+        };
         Some(Slot {
             seq: be_u64(&b[0..8]),
             offset: be_u64(&b[8..16]),
             len: be_u64(&b[16..24]),
+            mark,
         })
     }
 }
@@ -381,8 +452,11 @@ pub fn encode_entry(
 ) -> Result<()> {
     let start = out.len();
     let len = ENTRY_HEADER + record.framed_len();
-    let len32 = u32::try_from(len)
-        .map_err(|_| Error::Invalid(format!("record {} is too large ({len} bytes)", record.oid)))?;
+    let len32 = u32::try_from(len).map_err(|_| Error::TooLarge {
+        what: format!("the journal entry of record {}", record.oid),
+        size: len as u64,
+        limit: u32::MAX as u64,
+    })?;
     let (po, pl) = prev.unwrap_or((0, 0));
     out.extend_from_slice(&len32.to_be_bytes());
     out.extend_from_slice(&[0; 4]);
@@ -395,10 +469,19 @@ pub fn encode_entry(
     Ok(())
 }
 
-/// Decodes an entry header from the first bytes of `b` and checks that its length fits
-/// in `b`. `verify` also checks the entry's CRC (reads of single records do; a scan has
-/// already checked the whole transaction's CRC).
-pub fn decode_entry(b: &[u8], verify: bool) -> std::result::Result<EntryHeader, &'static str> {
+/// Decodes an entry header from the first bytes of `b`, checks that its length fits in
+/// `b`, and verifies the entry's CRC: what a read of a single record needs.
+pub fn decode_entry(b: &[u8]) -> std::result::Result<EntryHeader, &'static str> {
+    let eh = decode_entry_unverified(b)?;
+    if crc32fast::hash(&b[8..eh.len as usize]) != be_u32(&b[4..8]) {
+        return Err("record entry checksum mismatch");
+    }
+    Ok(eh)
+}
+
+/// [`decode_entry`] without the CRC check, for a scan that has already checked the
+/// whole transaction's CRC.
+pub fn decode_entry_unverified(b: &[u8]) -> std::result::Result<EntryHeader, &'static str> {
     if b.len() < ENTRY_HEADER {
         return Err("record entry cut short");
     }
@@ -409,15 +492,74 @@ pub fn decode_entry(b: &[u8], verify: bool) -> std::result::Result<EntryHeader, 
     if len as usize > b.len() {
         return Err("record entry longer than its container");
     }
-    if verify && crc32fast::hash(&b[8..len as usize]) != be_u32(&b[4..8]) {
-        return Err("record entry checksum mismatch");
-    }
     Ok(EntryHeader {
         len,
         tid: be_u64(&b[8..16]),
         prev_offset: be_u64(&b[16..24]),
         prev_len: be_u32(&b[24..28]),
     })
+}
+
+/// Where the parts of a checkpoint block lie: the header, one CRC per page of index
+/// entries, the entries (`count` of them, `per_page` to a page), and the trailer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CheckpointLayout {
+    /// Index entries (one per oid below `count`).
+    pub count: u64,
+    /// Entries per page.
+    pub per_page: u64,
+    /// Number of pages.
+    pub pages: u64,
+}
+
+impl CheckpointLayout {
+    /// The layout a checkpoint header describes, if its numbers are consistent (the
+    /// block length is exactly what `count` and `per_page` make it).
+    pub fn of(h: &BlockHeader) -> Option<CheckpointLayout> {
+        let l = CheckpointLayout::new(h.count, h.aux)?;
+        (l.block_len()? == h.len).then_some(l)
+    }
+
+    /// The layout of a checkpoint of `count` entries, `per_page` to a page.
+    pub fn new(count: u64, per_page: u64) -> Option<CheckpointLayout> {
+        if per_page == 0 || per_page > u32::MAX as u64 {
+            return None;
+        }
+        Some(CheckpointLayout {
+            count,
+            per_page,
+            pages: count.div_ceil(per_page),
+        })
+    }
+
+    /// The whole block's length, if it fits in a u64.
+    pub fn block_len(&self) -> Option<u64> {
+        (BLOCK_HEADER as u64)
+            .checked_add(self.pages.checked_mul(4)?)?
+            .checked_add(self.count.checked_mul(INDEX_ENTRY as u64)?)?
+            .checked_add(TRAILER as u64)
+    }
+
+    /// Bytes of the header and the page CRCs: what the trailer's CRC covers.
+    pub fn head_len(&self) -> usize {
+        BLOCK_HEADER + 4 * self.pages as usize
+    }
+
+    /// The first oid on page `p`.
+    pub fn first_oid(&self, p: u64) -> u64 {
+        p * self.per_page
+    }
+
+    /// Entries on page `p`.
+    pub fn page_entries(&self, p: u64) -> u64 {
+        (self.count - self.first_oid(p)).min(self.per_page)
+    }
+
+    /// Offset of page `p`'s entries from the start of the block, and their length.
+    pub fn page_span(&self, p: u64) -> (u64, usize) {
+        let at = self.head_len() as u64 + self.first_oid(p) * INDEX_ENTRY as u64;
+        (at, (self.page_entries(p) * INDEX_ENTRY as u64) as usize)
+    }
 }
 
 /// The CRC stored in the last 4 bytes of a block.
@@ -475,15 +617,34 @@ mod tests {
 
     #[test]
     fn slot_round_trip() {
-        let s = Slot {
+        let old = Slot {
             seq: 2,
             offset: 8192,
             len: 77,
+            mark: None,
+        };
+        assert_eq!(Slot::decode(&old.encode()), Some(old));
+        let s = Slot {
+            mark: Some(DurableMark {
+                last_tid: 9,
+                next_oid: 300,
+                end: 9000,
+            }),
+            ..old
         };
         assert_eq!(Slot::decode(&s.encode()), Some(s));
-        let mut b = s.encode();
-        b[3] ^= 1;
-        assert_eq!(Slot::decode(&b), None);
+        for i in 0..SLOT_LEN {
+            let mut b = s.encode();
+            b[i] ^= 1;
+            assert_eq!(Slot::decode(&b), None, "byte {i}");
+        }
+        // A torn write that keeps the first part of a new slot over an old extension.
+        let mut torn = old.encode();
+        torn[32..SLOT_LEN].copy_from_slice(&s.encode()[32..]);
+        torn[8] ^= 1;
+        let crc = crc32fast::hash(&torn[0..24]);
+        torn[24..28].copy_from_slice(&crc.to_be_bytes());
+        assert_eq!(Slot::decode(&torn), None);
         assert_eq!(Slot::decode(&[0; SLOT_LEN]), None);
     }
 }

@@ -6,7 +6,7 @@
 
 use std::sync::OnceLock;
 
-use super::format::{BlockHeader, INDEX_ENTRY};
+use super::format::{BlockHeader, CheckpointLayout, INDEX_ENTRY};
 use super::io::FileIo;
 use crate::error::{Error, Result};
 use crate::record::{be_u32, be_u64, Oid, OidMap};
@@ -73,11 +73,6 @@ impl Overlay {
         self.slots.len()
     }
 
-    /// Whether no oid is present.
-    pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
-    }
-
     /// The oids present, in no particular order.
     pub fn oids(&self) -> impl Iterator<Item = Oid> + '_ {
         self.slots.keys().copied()
@@ -92,19 +87,27 @@ pub struct BaseIndex {
     pub block_len: u64,
     /// The checkpoint's header.
     pub header: BlockHeader,
+    layout: CheckpointLayout,
     page_crcs: Vec<u32>,
     pages: Vec<OnceLock<Box<[u8]>>>,
 }
 
 impl BaseIndex {
-    /// Builds the lazy index from a checkpoint's header and its page-CRC bytes.
-    pub fn new(block_offset: u64, header: BlockHeader, page_crc_bytes: &[u8]) -> BaseIndex {
+    /// Builds the lazy index from a checkpoint's header, the layout it describes, and
+    /// its page-CRC bytes.
+    pub fn new(
+        block_offset: u64,
+        header: BlockHeader,
+        layout: CheckpointLayout,
+        page_crc_bytes: &[u8],
+    ) -> BaseIndex {
         let page_crcs: Vec<u32> = page_crc_bytes.chunks_exact(4).map(be_u32).collect();
         let pages = (0..page_crcs.len()).map(|_| OnceLock::new()).collect();
         BaseIndex {
             block_offset,
             block_len: header.len,
             header,
+            layout,
             page_crcs,
             pages,
         }
@@ -117,24 +120,12 @@ impl BaseIndex {
 
     /// One past the highest oid the checkpoint covers.
     pub fn bound(&self) -> u64 {
-        self.header.count
-    }
-
-    fn per_page(&self) -> u64 {
-        self.header.aux
+        self.layout.count
     }
 
     /// Offset of the first byte of page `p`'s entries.
     fn page_offset(&self, p: u64) -> u64 {
-        self.block_offset
-            + super::format::BLOCK_HEADER as u64
-            + 4 * self.page_crcs.len() as u64
-            + p * self.per_page() * INDEX_ENTRY as u64
-    }
-
-    /// Number of entries on page `p`.
-    fn page_entries(&self, p: u64) -> u64 {
-        (self.bound() - p * self.per_page()).min(self.per_page())
+        self.block_offset + self.layout.page_span(p).0
     }
 
     /// Reads and verifies page `p`, or returns the cached copy.
@@ -143,8 +134,9 @@ impl BaseIndex {
         if let Some(b) = cell.get() {
             return Ok(b);
         }
-        let at = self.page_offset(p);
-        let mut buf = vec![0u8; (self.page_entries(p) * INDEX_ENTRY as u64) as usize];
+        let (at, len) = self.layout.page_span(p);
+        let at = self.block_offset + at;
+        let mut buf = vec![0u8; len];
         io.read_exact_at(&mut buf, at)?;
         if crc32fast::hash(&buf) != self.page_crcs[p as usize] {
             return Err(Error::corrupt(
@@ -162,8 +154,8 @@ impl BaseIndex {
         if oid.0 >= self.bound() {
             return Ok(None);
         }
-        let p = oid.0 / self.per_page();
-        let i = ((oid.0 % self.per_page()) as usize) * INDEX_ENTRY;
+        let p = oid.0 / self.layout.per_page;
+        let i = ((oid.0 % self.layout.per_page) as usize) * INDEX_ENTRY;
         let page = self.page(io, p)?;
         let e = page
             .get(i..i + INDEX_ENTRY)
@@ -194,7 +186,7 @@ impl BaseIndex {
             let page = self.page(io, p)?;
             for (i, e) in page.chunks_exact(INDEX_ENTRY).enumerate() {
                 if be_u64(&e[0..8]) != 0 {
-                    out.push(Oid(p * self.per_page() + i as u64));
+                    out.push(Oid(self.layout.first_oid(p) + i as u64));
                 }
             }
         }

@@ -2,8 +2,8 @@
 //! damage is a torn tail or corruption, and what a well-formed block looks like.
 
 use super::format::{
-    decode_entry, has_filler_run, is_filler, trailer_crc, BlockHeader, BlockKind, HeaderProblem,
-    BLOCK_HEADER, ENTRY_HEADER, FILLER_RUN, INDEX_ENTRY, TRAILER,
+    decode_entry_unverified, has_filler_run, is_filler, trailer_crc, BlockHeader, BlockKind,
+    CheckpointLayout, HeaderProblem, BLOCK_HEADER, ENTRY_HEADER, FILLER_RUN, TRAILER,
 };
 use super::io::FileIo;
 use crate::error::{Error, Result};
@@ -231,7 +231,7 @@ impl<'a> Scanner<'a> {
         let mut at = 0usize;
         for _ in 0..count {
             let e_off = offset + (BLOCK_HEADER + at) as u64;
-            let eh = decode_entry(&body[at..], false).map_err(|why| Error::corrupt(e_off, why))?;
+            let eh = decode_entry_unverified(&body[at..]).map_err(|why| Error::corrupt(e_off, why))?;
             if eh.tid != tid {
                 return Err(Error::corrupt(
                     e_off,
@@ -282,13 +282,10 @@ impl<'a> Scanner<'a> {
         offset: u64,
         h: &BlockHeader,
     ) -> Result<std::result::Result<(), &'static str>> {
-        let pages = checkpoint_pages(h)
+        let layout = CheckpointLayout::of(h)
             .ok_or_else(|| Error::corrupt(offset, "checkpoint has an impossible shape"))?;
-        let head_len = BLOCK_HEADER + 4 * pages as usize;
-        let head = self.fetch(offset, head_len)?;
-        let mut hasher = crc32fast::Hasher::new();
-        hasher.update(head);
-        let crc = hasher.finalize();
+        let head = self.fetch(offset, layout.head_len())?;
+        let crc = crc32fast::hash(head);
         let page_crcs = head[BLOCK_HEADER..].to_vec();
         let trailer = self.fetch(offset + h.len - TRAILER as u64, TRAILER)?;
         if crc != trailer_crc(trailer) {
@@ -299,14 +296,9 @@ impl<'a> Scanner<'a> {
         // torn write (cut off by the next writer), not pass as whole and later be
         // reported as corruption in the middle. A slot only ever names a checkpoint
         // after it was synced, so this never rejects one the index depends on.
-        let entries_at = offset + head_len as u64;
         for (p, want) in page_crcs.chunks_exact(4).enumerate() {
-            let first = p as u64 * h.aux;
-            let n = (h.count - first).min(h.aux);
-            let page = self.fetch(
-                entries_at + first * INDEX_ENTRY as u64,
-                (n * INDEX_ENTRY as u64) as usize,
-            )?;
+            let (at, len) = layout.page_span(p as u64);
+            let page = self.fetch(offset + at, len)?;
             if crc32fast::hash(page).to_be_bytes() != want {
                 return Ok(Err("checkpoint index page checksum mismatch"));
             }
@@ -329,20 +321,6 @@ impl<'a> Scanner<'a> {
         }
         Ok(Step::Torn { offset, reason })
     }
-}
-
-/// The number of index pages of a checkpoint, if its header's numbers are consistent.
-pub fn checkpoint_pages(h: &BlockHeader) -> Option<u64> {
-    let per_page = h.aux;
-    if per_page == 0 || per_page > u32::MAX as u64 {
-        return None;
-    }
-    let pages = h.count.div_ceil(per_page);
-    let want = (BLOCK_HEADER as u64)
-        .checked_add(pages.checked_mul(4)?)?
-        .checked_add(h.count.checked_mul(INDEX_ENTRY as u64)?)?
-        .checked_add(TRAILER as u64)?;
-    (want == h.len).then_some(pages)
 }
 
 /// Where an end or damage at `offset` is followed by an intact block of a later write
@@ -385,8 +363,40 @@ fn filler_between(io: &dyn FileIo, from: u64, to: u64) -> Result<bool> {
 /// Searches the file after `damaged` for an intact block header whose write group
 /// started after `damaged`; returns its offset.
 pub fn find_later_group(io: &dyn FileIo, file_len: u64, damaged: u64) -> Result<Option<u64>> {
+    let mut found = None;
+    each_intact_header(io, file_len, damaged + 1, |at, h| {
+        if h.group_start > damaged && h.group_start <= at {
+            found = Some(at);
+            return false;
+        }
+        true
+    })?;
+    Ok(found)
+}
+
+/// The highest transaction id and oid allocation mark named by any intact block header
+/// at or after `from`, whether or not the blocks around it are whole: what a repair
+/// that cuts the journal at `from` must never hand out again.
+pub fn ids_named_after(io: &dyn FileIo, file_len: u64, from: u64) -> Result<(u64, u64)> {
+    let (mut tid, mut next_oid) = (0, 0);
+    each_intact_header(io, file_len, from, |_, h| {
+        tid = tid.max(h.tid);
+        next_oid = next_oid.max(h.next_oid);
+        true
+    })?;
+    Ok((tid, next_oid))
+}
+
+/// Hands every block header at or after `from` whose magic and CRC check out (at any
+/// offset, aligned or not) to `f`, in file order, until `f` returns false.
+fn each_intact_header(
+    io: &dyn FileIo,
+    file_len: u64,
+    from: u64,
+    mut f: impl FnMut(u64, &BlockHeader) -> bool,
+) -> Result<()> {
     const WINDOW: usize = 1 << 20;
-    let mut start = damaged + 1;
+    let mut start = from;
     let want = file_len.saturating_sub(start).min((WINDOW + BLOCK_HEADER) as u64);
     let mut buf = vec![0u8; want as usize];
     while start + BLOCK_HEADER as u64 <= file_len {
@@ -398,13 +408,12 @@ pub fn find_later_group(io: &dyn FileIo, file_len: u64, damaged: u64) -> Result<
                 continue;
             }
             if let Ok(h) = BlockHeader::decode(&buf[i..i + BLOCK_HEADER]) {
-                let at = start + i as u64;
-                if h.group_start > damaged && h.group_start <= at {
-                    return Ok(Some(at));
+                if !f(start + i as u64, &h) {
+                    return Ok(());
                 }
             }
         }
         start += last as u64 + 1;
     }
-    Ok(None)
+    Ok(())
 }

@@ -2,11 +2,9 @@
 
 use std::collections::HashMap;
 
-use super::format::{
-    decode_entry, BlockKind, FileHeader, Slot, BLOCK_HEADER, DATA_START, INDEX_ENTRY, SLOT_LEN, SLOT_OFFSETS,
-};
+use super::format::{decode_entry, BlockKind, CheckpointLayout, ENTRY_HEADER, INDEX_ENTRY, SLOT_OFFSETS};
 use super::io::FileIo;
-use super::scan::{checkpoint_pages, later_damage, Scanner, Step};
+use super::recovery::{read_slots, survey, Condition, ScanFrom};
 use crate::error::{Error, Result};
 use crate::record::{be_u32, be_u64, Oid, Record, Tid};
 
@@ -28,94 +26,95 @@ pub struct VerifyReport {
     /// Set when the journal ends in a torn tail (a cut-off write) at this offset, which
     /// opening ignores and [`repair`](super::Journal::repair) removes.
     pub torn_tail: Option<u64>,
+    /// Everything before this offset was made durable as far as the header knows (the
+    /// journal ends at or after it).
+    pub durable_end: u64,
 }
 
 /// Checks a whole journal: the file header and slots, every block's checksums, every
 /// record entry's checksum and back pointer, every checkpoint's pages and index entries
-/// against the records before it, and that nothing intact follows the end. Returns the
-/// first problem as [`Error::Corrupt`] with its offset.
+/// against the records before it, that nothing intact follows the end, and that the
+/// file holds everything its header says was made durable. The file's condition is
+/// decided as opening decides it (see [`Condition`](super::Condition)); damage, and any
+/// problem in the blocks before the checkpoint that opening does not read, is returned
+/// as [`Error::Corrupt`] with its offset.
 pub fn verify(io: &dyn FileIo) -> Result<VerifyReport> {
     let len = io.len()?;
-    let mut head = vec![0u8; len.min(DATA_START) as usize];
-    io.read_exact_at(&mut head, 0)?;
-    FileHeader::decode(&head)?;
-    if len < DATA_START {
-        return Err(Error::corrupt(len, "file header region cut short"));
+    let head = read_slots(io, len)?;
+    if let Some(e) = head.damage.as_ref().and_then(Condition::to_error) {
+        return Err(e);
     }
-    let slots: Vec<(u64, Slot)> = SLOT_OFFSETS
-        .iter()
-        .filter_map(|&so| Slot::decode(&head[so as usize..so as usize + SLOT_LEN]).map(|s| (so, s)))
-        .collect();
-    let mut rep = VerifyReport::default();
+    let mut rep = VerifyReport {
+        durable_end: head.mark.end,
+        ..VerifyReport::default()
+    };
     // Newest entry of each oid so far: offset and length.
     let mut newest: HashMap<Oid, (u64, u32)> = HashMap::new();
     let mut checkpoints = Vec::new();
-    let mut sc = Scanner::new(io, len, DATA_START, 0);
-    loop {
-        match sc.next_step()? {
-            Step::Block {
-                offset,
-                header,
-                entries,
-            } => match header.kind {
-                BlockKind::Transaction => {
-                    rep.transactions += 1;
-                    rep.last_tid = Tid(header.tid);
-                    for e in entries {
-                        let mut b = vec![0u8; e.len as usize];
-                        io.read_exact_at(&mut b, e.offset)?;
-                        let eh = decode_entry(&b, true).map_err(|why| Error::corrupt(e.offset, why))?;
-                        let rec = Record::decode(&b[super::format::ENTRY_HEADER..])
-                            .map_err(|_| Error::corrupt(e.offset, "record framing is malformed"))?;
-                        let want = newest.get(&rec.oid).copied().unwrap_or((0, 0));
-                        if (eh.prev_offset, eh.prev_len) != want {
-                            return Err(Error::corrupt(
-                                e.offset,
-                                format!(
-                                    "back pointer of {} is {:?}, expected {:?}",
-                                    rec.oid,
-                                    (eh.prev_offset, eh.prev_len),
-                                    want
-                                ),
-                            ));
-                        }
-                        newest.insert(rec.oid, (e.offset, e.len));
-                        rep.records += 1;
-                    }
+    let found = survey(io, len, &head, ScanFrom::Start, |b| {
+        match b.header.kind {
+            BlockKind::Transaction => {
+                rep.transactions += 1;
+                rep.last_tid = Tid(b.header.tid);
+                for e in b.entries {
+                    check_entry(io, e.offset, e.len, &mut newest)?;
+                    rep.records += 1;
                 }
-                BlockKind::Checkpoint => {
-                    check_checkpoint_pages(io, offset, &header, &newest)?;
-                    checkpoints.push((offset, header.len));
-                    rep.checkpoints += 1;
-                }
-                BlockKind::Reservation => rep.reservations += 1,
-            },
-            Step::End { offset, .. } => {
-                if let Some(later) = later_damage(io, len, offset)? {
-                    return Err(Error::corrupt(
-                        offset,
-                        format!("the journal ends here but an intact block follows at {later}"),
-                    ));
-                }
-                rep.end = offset;
-                break;
             }
-            Step::Torn { offset, .. } => {
-                rep.end = offset;
-                rep.torn_tail = Some(offset);
-                break;
+            BlockKind::Checkpoint => {
+                check_checkpoint_pages(io, b.offset, b.header, &newest)?;
+                checkpoints.push((b.offset, b.header.len));
+                rep.checkpoints += 1;
             }
+            BlockKind::Reservation => rep.reservations += 1,
         }
+        Ok(())
+    })?;
+    match found.condition {
+        Condition::Damaged { offset, reason } => return Err(Error::Corrupt { offset, reason }),
+        Condition::TornTail { offset, .. } => rep.torn_tail = Some(offset),
+        Condition::Intact => {}
     }
-    for (so, s) in slots {
-        if !checkpoints.contains(&(s.offset, s.len)) {
+    rep.end = found.end;
+    // The slots' checkpoints checked out where they are; they must also be blocks of
+    // the journal, not bytes that happen to look like one.
+    for (&so, s) in SLOT_OFFSETS.iter().zip(&head.slots) {
+        let Some(s) = s else { continue };
+        if s.has_checkpoint() && !checkpoints.contains(&(s.offset, s.len)) {
             return Err(Error::corrupt(
                 so,
-                format!("checkpoint slot names offset {} where no checkpoint is", s.offset),
+                format!(
+                    "the header slot names a checkpoint at offset {} that is not a block of the journal",
+                    s.offset
+                ),
             ));
         }
     }
     Ok(rep)
+}
+
+/// Checks one record entry's checksum, framing and back pointer against the newest
+/// entry of its oid so far, and records it as the newest.
+fn check_entry(io: &dyn FileIo, offset: u64, len: u32, newest: &mut HashMap<Oid, (u64, u32)>) -> Result<()> {
+    let mut b = vec![0u8; len as usize];
+    io.read_exact_at(&mut b, offset)?;
+    let eh = decode_entry(&b).map_err(|why| Error::corrupt(offset, why))?;
+    let rec = Record::decode(&b[ENTRY_HEADER..])
+        .map_err(|_| Error::corrupt(offset, "record framing is malformed"))?;
+    let want = newest.get(&rec.oid).copied().unwrap_or((0, 0));
+    if (eh.prev_offset, eh.prev_len) != want {
+        return Err(Error::corrupt(
+            offset,
+            format!(
+                "back pointer of {} is {:?}, expected {:?}",
+                rec.oid,
+                (eh.prev_offset, eh.prev_len),
+                want
+            ),
+        ));
+    }
+    newest.insert(rec.oid, (offset, len));
+    Ok(())
 }
 
 fn check_checkpoint_pages(
@@ -125,17 +124,15 @@ fn check_checkpoint_pages(
     newest: &HashMap<Oid, (u64, u32)>,
 ) -> Result<()> {
     // The scan that handed over this block already checked every page's checksum.
-    let pages =
-        checkpoint_pages(h).ok_or_else(|| Error::corrupt(offset, "checkpoint has an impossible shape"))?;
-    let entries_at = offset + BLOCK_HEADER as u64 + 4 * pages;
-    for p in 0..pages {
-        let first = p * h.aux;
-        let n = (h.count - first).min(h.aux);
-        let at = entries_at + first * INDEX_ENTRY as u64;
-        let mut b = vec![0u8; (n * INDEX_ENTRY as u64) as usize];
+    let layout = CheckpointLayout::of(h)
+        .ok_or_else(|| Error::corrupt(offset, "checkpoint has an impossible shape"))?;
+    for p in 0..layout.pages {
+        let (at, n) = layout.page_span(p);
+        let at = offset + at;
+        let mut b = vec![0u8; n];
         io.read_exact_at(&mut b, at)?;
         for (i, e) in b.chunks_exact(INDEX_ENTRY).enumerate() {
-            let oid = Oid(first + i as u64);
+            let oid = Oid(layout.first_oid(p) + i as u64);
             let got = (be_u64(&e[0..8]), be_u32(&e[8..12]));
             let want = newest.get(&oid).copied().unwrap_or((0, 0));
             if got != want {

@@ -64,8 +64,8 @@ impl SyncStorage for Journal {
     fn last_tid(&self) -> Result<Tid> {
         Journal::last_tid(self)
     }
-    fn shared(&self) -> bool {
-        self.follows_others()
+    fn others_may_append(&self) -> bool {
+        self.others_may_append()
     }
     fn refresh(&self) -> Result<Tid> {
         Journal::refresh(self)

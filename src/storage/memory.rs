@@ -71,10 +71,7 @@ impl SyncStorage for MemoryStorage {
     fn load_at(&self, oid: Oid, snapshot: Tid) -> Result<Loaded> {
         let m = self.lock()?;
         if snapshot > m.last_tid {
-            return Err(Error::Invalid(format!(
-                "snapshot {snapshot} is after the last transaction {}",
-                m.last_tid
-            )));
+            return Err(Error::snapshot_ahead(snapshot, m.last_tid));
         }
         let versions = m.versions.get(&oid).ok_or(Error::NotFound { oid })?;
         let visible = versions.partition_point(|(t, _)| *t <= snapshot);
@@ -107,9 +104,7 @@ impl SyncStorage for MemoryStorage {
     fn new_oids(&self, n: u64) -> Result<Vec<Oid>> {
         let mut m = self.lock()?;
         let first = m.next_oid.max(1);
-        let end = first
-            .checked_add(n)
-            .ok_or_else(|| Error::Invalid("oid space exhausted".into()))?;
+        let end = first.checked_add(n).ok_or(Error::Exhausted { what: "oids" })?;
         m.next_oid = end;
         Ok((first..end).map(Oid).collect())
     }
@@ -136,11 +131,7 @@ impl SyncStorage for MemoryStorage {
             });
         }
         let tid = m.last_tid.next();
-        let timestamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_micros() as u64)
-            .unwrap_or(0)
-            .max(m.last_timestamp);
+        let timestamp = crate::clock::now_micros().max(m.last_timestamp);
         for r in &req.records {
             m.versions.entry(r.oid).or_default().push((tid, r.clone()));
         }
@@ -155,10 +146,7 @@ impl SyncStorage for MemoryStorage {
     fn changes_since(&self, since: Tid) -> Result<Changes> {
         let m = self.lock()?;
         if since > m.last_tid {
-            return Err(Error::Invalid(format!(
-                "tid {since} is after the last transaction {}",
-                m.last_tid
-            )));
+            return Err(Error::snapshot_ahead(since, m.last_tid));
         }
         let start = m.log.partition_point(|(t, _, _)| *t <= since);
         let oids: BTreeSet<Oid> = m.log[start..]

@@ -137,7 +137,7 @@ pub trait SyncStorage: Send + Sync + 'static {
     fn last_tid(&self) -> Result<Tid>;
     /// Whether other processes may append to this store, so that
     /// [`refresh`](SyncStorage::refresh) has work to do.
-    fn shared(&self) -> bool {
+    fn others_may_append(&self) -> bool {
         false
     }
     /// Catches up with other processes' transactions; returns the last tid known.

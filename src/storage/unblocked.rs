@@ -217,7 +217,7 @@ impl<S: SyncStorage> Storage for Unblocked<S> {
     }
 
     fn catch_up(&self) -> BoxFuture<'_, Result<Option<Tid>>> {
-        if !self.inner.shared() {
+        if !self.inner.others_may_append() {
             return futures::future::ready(Ok(None)).boxed();
         }
         let feed = self.feed.clone();

@@ -1,0 +1,133 @@
+//! Shared mode: the lock file held only while appending, catching up with what other
+//! processes appended, and the synced-end hint readers follow.
+
+use std::fs::File;
+
+use super::io::FileIo;
+use super::scan::{Scanner, Step};
+use super::state::Writer;
+use super::Journal;
+use crate::error::{Error, Result};
+use crate::record::Tid;
+
+/// Releases the lock file's lock when an append (or a failed attempt) is over.
+pub(super) struct AppendGuard<'a>(Option<&'a File>);
+
+impl Drop for AppendGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(f) = self.0 {
+            let _ = f.unlock();
+        }
+    }
+}
+
+impl Journal {
+    /// Catches up with transactions other processes appended (shared mode, or a
+    /// read-only journal another process writes) and returns the last tid now known.
+    /// Loads and commits never see past what was caught up. A no-op for an exclusive
+    /// writer, which appends everything itself.
+    pub fn refresh(&self) -> Result<Tid> {
+        self.check_open()?;
+        if self.others_may_append() {
+            let _w = self.lock_writer();
+            self.catch_up_to_synced()?;
+        }
+        Ok(Tid(self.read_state().last_tid))
+    }
+
+    /// Shared mode: takes the lock file's lock (waiting for another process's append to
+    /// finish) and catches up with everything appended before it. A no-op otherwise.
+    pub(super) fn lock_appends(&self, w: &mut Writer) -> Result<AppendGuard<'_>> {
+        if !self.opts.shared {
+            return Ok(AppendGuard(None));
+        }
+        let guard = match &self.append_lock {
+            Some(f) => {
+                f.file().lock()?;
+                AppendGuard(Some(f.file()))
+            }
+            None => AppendGuard(None),
+        };
+        self.catch_up_locked(w)?;
+        Ok(guard)
+    }
+
+    /// Shared mode: raises the synced end recorded in the lock file to `end`. The hint
+    /// lives in the page cache that all processes share and needs no sync of its own:
+    /// after a crash every process opens with a full scan. Racing updates may leave it
+    /// lower than it could be, which only makes readers wait for the next commit.
+    pub(super) fn mark_synced(&self, end: u64) {
+        if let (Some(f), Some(now)) = (&self.append_lock, self.synced_hint()) {
+            if end > now {
+                let _ = f.write_all_at(&end.to_be_bytes(), 0);
+            }
+        }
+    }
+
+    /// Catches up while holding the append lock, so nobody is appending and the tail's
+    /// state is authoritative: filler past the end was preallocated by a writer and may
+    /// be written over; anything else (a killed writer's partial append, zeros of an old
+    /// file) is cut off before the next append.
+    fn catch_up_locked(&self, w: &mut Writer) -> Result<()> {
+        let file_len = self.io.len()?;
+        let (end, filler) = self.follow_appends(file_len, false)?;
+        w.torn_tail = None;
+        w.prealloc_end = end;
+        if filler {
+            w.prealloc_end = file_len;
+        } else if file_len > end {
+            w.torn_tail = Some(end);
+        }
+        Ok(())
+    }
+
+    /// Catches up without the append lock, reading only what a writer has made durable
+    /// (the synced-end hint), while other processes may be appending.
+    fn catch_up_to_synced(&self) -> Result<()> {
+        let file_len = self.io.len()?;
+        let limit = self.synced_hint().map_or(file_len, |h| file_len.min(h));
+        // The file may shrink under the scan: a writer cut off a torn tail or gave
+        // back preallocated space. Both lie past the end.
+        self.follow_appends(limit, true).map(|_| ())
+    }
+
+    /// Reads the blocks appended after this process's known end, up to `limit`, and
+    /// folds them into the index. Returns where the readable part ends and whether
+    /// filler follows it. With `file_may_shrink`, running into the end of the file is
+    /// the end of the readable part rather than an error.
+    fn follow_appends(&self, limit: u64, file_may_shrink: bool) -> Result<(u64, bool)> {
+        let (start, last_tid) = {
+            let st = self.read_state();
+            (st.end, st.last_tid)
+        };
+        let mut blocks = Vec::new();
+        let mut sc = Scanner::following(&*self.io, limit, start, last_tid);
+        let (end, filler) = loop {
+            match sc.next_step() {
+                Ok(Step::Block { header, entries, .. }) => blocks.push((header, entries)),
+                Ok(Step::End { offset, filler }) => break (offset, filler),
+                Ok(Step::Torn { offset, .. }) => break (offset, false),
+                Err(Error::Io(e)) if file_may_shrink && e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    break (sc.position(), false)
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        drop(sc);
+        if !blocks.is_empty() {
+            let mut st = self.write_state();
+            for (h, e) in &blocks {
+                st.apply_block(h, e);
+            }
+            st.end = end;
+        }
+        Ok((end, filler))
+    }
+
+    /// The synced end other processes recorded, if this journal is shared.
+    fn synced_hint(&self) -> Option<u64> {
+        let f = self.append_lock.as_ref()?;
+        let mut b = [0u8; 8];
+        Some(f.read_exact_at(&mut b, 0).map_or(0, |()| u64::from_be_bytes(b)))
+    }
+}
