@@ -269,7 +269,8 @@ fn json_output_has_the_documented_shape() {
             "reservations",
             "last_tid",
             "end",
-            "torn_tail"
+            "torn_tail",
+            "durable_end",
         ]),
         "{v}"
     );
@@ -289,7 +290,7 @@ fn json_output_has_the_documented_shape() {
     assert_eq!(v["status"], "intact");
     assert_eq!(
         v["report"],
-        serde_json::json!({"truncated_at": null, "removed": 0, "last_tid": 3})
+        serde_json::json!({"truncated_at": null, "removed": 0, "last_tid": 3, "loss": null})
     );
 
     tear(&path);
@@ -300,7 +301,7 @@ fn json_output_has_the_documented_shape() {
     assert_eq!(v["status"], "repaired");
     assert_eq!(
         v["report"],
-        serde_json::json!({"truncated_at": clean_len, "removed": 12, "last_tid": 3})
+        serde_json::json!({"truncated_at": clean_len, "removed": 12, "last_tid": 3, "loss": null})
     );
     assert_eq!(std::fs::metadata(&path).unwrap().len(), clean_len);
 
@@ -321,6 +322,57 @@ fn json_output_has_the_documented_shape() {
     std::fs::write(&not_a_journal, vec![b'n'; 8192]).unwrap();
     let v = json(&["verify", "--json", not_a_journal.to_str().unwrap()], 1);
     assert_failure(&v, "error", "format");
+}
+
+#[test]
+fn repair_cuts_damage_only_with_accept_loss_and_says_what_was_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("d.durus");
+    let damaged = damaged_journal(&path);
+    let p = path.to_str().unwrap();
+
+    let (code, stdout, stderr) = run(&["repair", p]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("--accept-loss"),
+        "the refusal names the way out: {stderr}"
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), damaged);
+
+    let (code, stdout, stderr) = run(&["repair", "--accept-loss", p]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("accepted the loss: cut"), "{stdout}");
+    let cut_len = std::fs::metadata(&path).unwrap().len();
+    assert!(cut_len < damaged.len() as u64);
+    let (code, stdout, stderr) = run(&["verify", p]);
+    assert_eq!(code, 0, "after the cut the journal verifies: {stdout}{stderr}");
+
+    std::fs::write(&path, &damaged).unwrap();
+    let v = json(&["repair", "--accept-loss", "--json", p], 0);
+    assert_eq!(v["status"], "loss_accepted", "{v}");
+    let r = &v["report"];
+    assert_eq!(r["truncated_at"].as_u64(), Some(cut_len), "{v}");
+    assert_eq!(r["removed"].as_u64(), Some(damaged.len() as u64 - cut_len), "{v}");
+    let keys: BTreeSet<&str> = r["loss"]
+        .as_object()
+        .expect("loss")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        BTreeSet::from(["offset", "reason", "missing", "tids"]),
+        "{v}"
+    );
+    assert!(
+        r["loss"]["offset"].is_u64() && r["loss"]["missing"].is_u64(),
+        "{v}"
+    );
+    let tids = &r["loss"]["tids"];
+    if !tids.is_null() {
+        let (first, last) = (tids["first"].as_u64().unwrap(), tids["last"].as_u64().unwrap());
+        assert!(first > r["last_tid"].as_u64().unwrap() && first <= last, "{v}");
+    }
 }
 
 /// Runs `durus ARGS` with stdout a pipe whose reading end is already closed, so the

@@ -38,7 +38,9 @@ fn long_help() -> String {
         success: "\"intact\" or \"torn_tail\"",
         report: &[
             "{transactions, records, checkpoints, reservations, last_tid,",
-            "end (bytes), torn_tail (offset of the cut-off write, or null)}",
+            "end (bytes), torn_tail (offset of the cut-off write, or null),",
+            "durable_end (everything before it was made durable, as far as",
+            "the header knows)}",
         ],
     }
     .render()
@@ -55,6 +57,7 @@ struct Report {
     last_tid: u64,
     end: u64,
     torn_tail: Option<u64>,
+    durable_end: u64,
 }
 
 impl Report {
@@ -68,6 +71,7 @@ impl Report {
             last_tid: r.last_tid.0,
             end: r.end,
             torn_tail: r.torn_tail,
+            durable_end: r.durable_end,
         }
     }
 }
