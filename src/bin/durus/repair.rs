@@ -15,8 +15,8 @@ use crate::store::{JsonReport, LongHelp, StoreArgs};
 #[command(
     long_about = "\
 Cut a torn tail (a last write cut off by a crash) off a journal file, after checking
-every block before it. The file is classified as opening and `durus verify` classify
-it.
+every block before it. The file is classified the same way opening and `durus verify`
+classify it.
 
 Any other damage (in the middle, or a file shorter than its header says was made
 durable) is reported with its offset and nothing is changed (exit status 1), unless
