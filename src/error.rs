@@ -157,6 +157,12 @@ pub enum Error {
         /// Which ids ran out.
         what: &'static str,
     },
+    /// The storage cannot do this at all (a backup of a storage that has no file, say).
+    #[error("{what} is not supported by this storage")]
+    Unsupported {
+        /// What was asked for.
+        what: String,
+    },
     /// The caller asked for something that cannot be done, described in the message.
     #[error("invalid request: {0}")]
     Invalid(String),

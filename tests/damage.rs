@@ -42,7 +42,7 @@ struct Built {
 fn build(close: bool, preallocate: u64, seed: u64) -> Built {
     let m = MemFile::new();
     let j = Journal::open_io(Box::new(m.clone()), opts(700, preallocate)).unwrap();
-    let mut rng = Rng(seed);
+    let mut rng = Rng::with_seed(seed);
     let mut oids = Vec::new();
     let mut states = vec![BTreeMap::new()];
     let mut tx_ends = Vec::new();
@@ -52,9 +52,9 @@ fn build(close: bool, preallocate: u64, seed: u64) -> Built {
             oids.extend(j.new_oids(70).unwrap().into_iter().take(3));
         }
         let mut recs = BTreeMap::new();
-        for _ in 0..1 + rng.below(2) {
-            let oid = oids[rng.below(oids.len() as u64) as usize];
-            let data: Vec<u8> = (0..8 + rng.below(60)).map(|_| rng.next_u64() as u8).collect();
+        for _ in 0..1 + rng.u64(..2) {
+            let oid = oids[rng.u64(..oids.len() as u64) as usize];
+            let data: Vec<u8> = (0..8 + rng.u64(..60)).map(|_| rng.u8(..)).collect();
             recs.insert(oid, data);
         }
         let c = j
@@ -265,20 +265,20 @@ fn after_an_accepted_loss_no_oid_or_tid_is_handed_out_again() {
     for seed in 0..6u64 {
         let m = MemFile::new();
         let j = Journal::open_io(Box::new(m.clone()), opts(1_000, 0)).unwrap();
-        let mut rng = Rng(seed);
+        let mut rng = Rng::with_seed(seed);
         let mut handed_out = Vec::new();
         let mut tids = Vec::new();
         // (file length after a checkpoint, highest tid up to it)
         let mut checkpoints = Vec::new();
         for i in 0..40 {
-            handed_out.extend(j.new_oids(1 + rng.below(40)).unwrap());
-            let oid = handed_out[rng.below(handed_out.len() as u64) as usize];
+            handed_out.extend(j.new_oids(1 + rng.u64(..40)).unwrap());
+            let oid = handed_out[rng.u64(..handed_out.len() as u64) as usize];
             let c = j
                 .commit(&CommitRequest {
                     snapshot: j.last_tid().unwrap(),
                     records: vec![Record::new(
                         oid,
-                        vec![i as u8; 20 + rng.below(200) as usize],
+                        vec![i as u8; 20 + rng.u64(..200) as usize],
                         vec![],
                     )],
                     ..Default::default()
@@ -294,7 +294,7 @@ fn after_an_accepted_loss_no_oid_or_tid_is_handed_out_again() {
         let bytes = m.to_bytes();
         // Cut somewhere before the last checkpoint.
         let (last_cp_end, cp_tid) = *checkpoints.last().unwrap();
-        let cut = DATA_START + rng.below(last_cp_end - DATA_START);
+        let cut = DATA_START + rng.u64(..last_cp_end - DATA_START);
         let damaged = MemFile::from_bytes(bytes[..cut as usize].to_vec());
         assert!(matches!(
             Journal::repair_io(&damaged, RepairMode::TornTailOnly),

@@ -26,12 +26,14 @@
 //! | `append.rs` | writing and syncing a group; poisoning after a failure |
 //! | `shared.rs` | shared mode: the lock file, catching up, [`refresh`](Journal::refresh) |
 //! | `checkpoint.rs` | index checkpoints |
+//! | `backup.rs` | [`backup_to`](Journal::backup_to): a consistent copy of a live journal |
 //! | `repair.rs` | [`repair`](Journal::repair) and [`verify_path`](Journal::verify_path) |
 //! | `format.rs`, `scan.rs`, `index.rs`, `verify.rs` | byte layouts, the block scanner, the checkpoint index, the full check |
 //! | `io.rs`, `sim.rs` | the [`FileIo`](io::FileIo) seam, and [`SimFile`](sim::SimFile) for fault and power-loss tests |
 
 mod alloc;
 mod append;
+mod backup;
 mod checkpoint;
 mod commit;
 pub mod format;
@@ -49,6 +51,7 @@ pub mod sim;
 mod state;
 mod verify;
 
+pub use backup::BackupReport;
 pub use options::{Durability, JournalOptions, JournalStats};
 pub use recovery::Condition;
 pub use repair::{Loss, RepairMode, RepairReport};

@@ -112,6 +112,8 @@ pub(crate) struct BlockSeen<'a> {
     pub header: &'a BlockHeader,
     /// Its record entries (transactions only).
     pub entries: &'a [ScannedEntry],
+    /// The block's bytes, when the scan still has them in memory.
+    pub bytes: Option<&'a [u8]>,
 }
 
 /// Reads the file header and both slots of the journal in `io` (of `file_len` bytes) and
@@ -178,6 +180,7 @@ pub(crate) fn survey(
                 offset,
                 header: &header,
                 entries: &entries,
+                bytes: sc.buffered(offset, header.len),
             })?,
             Ok(Step::End { offset, .. }) => {
                 if file_len > offset {

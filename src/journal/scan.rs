@@ -113,6 +113,14 @@ impl<'a> Scanner<'a> {
         Ok(&self.buf[s..s + n])
     }
 
+    /// The bytes `[pos, pos + n)` if the last read brought them in (as it does for a
+    /// transaction block [`next_step`](Scanner::next_step) just returned), without
+    /// reading.
+    pub fn buffered(&self, pos: u64, n: u64) -> Option<&[u8]> {
+        let s = pos.checked_sub(self.buf_start)? as usize;
+        self.buf.get(s..s.checked_add(n as usize)?)
+    }
+
     /// Reads the next block and advances past it.
     pub fn next_step(&mut self) -> Result<Step> {
         let offset = self.pos;

@@ -83,7 +83,7 @@ impl Journal {
 
     /// Catches up without the append lock, reading only what a writer has made durable
     /// (the synced-end hint), while other processes may be appending.
-    fn catch_up_to_synced(&self) -> Result<()> {
+    pub(super) fn catch_up_to_synced(&self) -> Result<()> {
         let file_len = self.io.len()?;
         let limit = self.synced_hint().map_or(file_len, |h| file_len.min(h));
         // The file may shrink under the scan: a writer cut off a torn tail or gave

@@ -1,12 +1,10 @@
 //! Walking a whole journal and checking everything in it.
 
-use std::collections::HashMap;
-
 use super::format::{decode_entry, BlockKind, CheckpointLayout, ENTRY_HEADER, INDEX_ENTRY, SLOT_OFFSETS};
 use super::io::FileIo;
 use super::recovery::{read_slots, survey, Condition, ScanFrom};
 use crate::error::{Error, Result};
-use crate::record::{be_u32, be_u64, Oid, Record, Tid};
+use crate::record::{be_u32, be_u64, split_framed, Oid, OidMap, Tid};
 
 /// What [`verify`] found in a journal that checked out.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -49,7 +47,7 @@ pub fn verify(io: &dyn FileIo) -> Result<VerifyReport> {
         ..VerifyReport::default()
     };
     // Newest entry of each oid so far: offset and length.
-    let mut newest: HashMap<Oid, (u64, u32)> = HashMap::new();
+    let mut newest: OidMap<(u64, u32)> = OidMap::default();
     let mut checkpoints = Vec::new();
     let found = survey(io, len, &head, ScanFrom::Start, |b| {
         match b.header.kind {
@@ -57,7 +55,9 @@ pub fn verify(io: &dyn FileIo) -> Result<VerifyReport> {
                 rep.transactions += 1;
                 rep.last_tid = Tid(b.header.tid);
                 for e in b.entries {
-                    check_entry(io, e.offset, e.len, &mut newest)?;
+                    let at = (e.offset - b.offset) as usize;
+                    let held = b.bytes.and_then(|bytes| bytes.get(at..at + e.len as usize));
+                    check_entry(io, held, e.offset, e.len, &mut newest)?;
                     rep.records += 1;
                 }
             }
@@ -94,26 +94,41 @@ pub fn verify(io: &dyn FileIo) -> Result<VerifyReport> {
 }
 
 /// Checks one record entry's checksum, framing and back pointer against the newest
-/// entry of its oid so far, and records it as the newest.
-fn check_entry(io: &dyn FileIo, offset: u64, len: u32, newest: &mut HashMap<Oid, (u64, u32)>) -> Result<()> {
-    let mut b = vec![0u8; len as usize];
-    io.read_exact_at(&mut b, offset)?;
-    let eh = decode_entry(&b).map_err(|why| Error::corrupt(offset, why))?;
-    let rec = Record::decode(&b[ENTRY_HEADER..])
+/// entry of its oid so far, and records it as the newest. `held` is the entry's bytes
+/// if the scan still has them; otherwise they are read.
+fn check_entry(
+    io: &dyn FileIo,
+    held: Option<&[u8]>,
+    offset: u64,
+    len: u32,
+    newest: &mut OidMap<(u64, u32)>,
+) -> Result<()> {
+    let read;
+    let b = match held {
+        Some(b) => b,
+        None => {
+            let mut b = vec![0u8; len as usize];
+            io.read_exact_at(&mut b, offset)?;
+            read = b;
+            &read[..]
+        }
+    };
+    let eh = decode_entry(b).map_err(|why| Error::corrupt(offset, why))?;
+    let (oid, _, _) = split_framed(&b[ENTRY_HEADER..])
         .map_err(|_| Error::corrupt(offset, "record framing is malformed"))?;
-    let want = newest.get(&rec.oid).copied().unwrap_or((0, 0));
+    let want = newest.get(&oid).copied().unwrap_or((0, 0));
     if (eh.prev_offset, eh.prev_len) != want {
         return Err(Error::corrupt(
             offset,
             format!(
                 "back pointer of {} is {:?}, expected {:?}",
-                rec.oid,
+                oid,
                 (eh.prev_offset, eh.prev_len),
                 want
             ),
         ));
     }
-    newest.insert(rec.oid, (offset, len));
+    newest.insert(oid, (offset, len));
     Ok(())
 }
 
@@ -121,7 +136,7 @@ fn check_checkpoint_pages(
     io: &dyn FileIo,
     offset: u64,
     h: &super::format::BlockHeader,
-    newest: &HashMap<Oid, (u64, u32)>,
+    newest: &OidMap<(u64, u32)>,
 ) -> Result<()> {
     // The scan that handed over this block already checked every page's checksum.
     let layout = CheckpointLayout::of(h)

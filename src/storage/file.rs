@@ -79,6 +79,9 @@ impl SyncStorage for Journal {
     fn oids(&self) -> Result<Vec<Oid>> {
         Journal::oids(self)
     }
+    fn backup_to(&self, dest: &Path) -> Result<crate::journal::BackupReport> {
+        Journal::backup_to(self, dest)
+    }
     fn close(&self) -> Result<()> {
         Journal::close(self)
     }

@@ -19,6 +19,7 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 
 use crate::error::Result;
+use crate::journal::BackupReport;
 use crate::record::{Changes, CommitRequest, Committed, Loaded, Oid, Record, Tid, TxInfo};
 
 pub use feed::{Change, FEED_CAPACITY};
@@ -106,6 +107,26 @@ pub trait Storage: Send + Sync + 'static {
     /// storage is dropped.
     fn changes(&self) -> BoxStream<'static, Change>;
 
+    /// Writes a consistent copy of the store to `dest` while commits go on (see
+    /// [`Journal::backup_to`](crate::journal::Journal::backup_to)): it holds every
+    /// transaction committed before the call, and is checked before it is put in place.
+    ///
+    /// # Cancel safety
+    ///
+    /// The copy runs on the blocking pool and finishes even if the future is dropped;
+    /// `dest` then holds either the whole checked copy or what it held before.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unsupported`](crate::Error::Unsupported) for a storage with no file to
+    /// copy (the default).
+    fn backup(&self, dest: std::path::PathBuf) -> BoxFuture<'_, Result<BackupReport>> {
+        let _ = dest;
+        Box::pin(futures::future::ready(Err(crate::Error::Unsupported {
+            what: "backup".into(),
+        })))
+    }
+
     /// Flushes what needs flushing and closes; later calls fail with
     /// [`Error::Closed`](crate::Error::Closed).
     fn close(&self) -> BoxFuture<'_, Result<()>>;
@@ -150,6 +171,13 @@ pub trait SyncStorage: Send + Sync + 'static {
     fn tid_at_time(&self, timestamp: u64) -> Result<Tid>;
     /// Every oid that has a record, ascending.
     fn oids(&self) -> Result<Vec<Oid>>;
+    /// See [`Storage::backup`]; unsupported by default.
+    fn backup_to(&self, dest: &std::path::Path) -> Result<BackupReport> {
+        let _ = dest;
+        Err(crate::Error::Unsupported {
+            what: "backup".into(),
+        })
+    }
     /// See [`Storage::close`].
     fn close(&self) -> Result<()>;
 }

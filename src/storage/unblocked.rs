@@ -244,6 +244,10 @@ impl<S: SyncStorage> Storage for Unblocked<S> {
         self.feed.subscribe()
     }
 
+    fn backup(&self, dest: std::path::PathBuf) -> BoxFuture<'_, Result<crate::journal::BackupReport>> {
+        self.run(move |s| s.backup_to(&dest))
+    }
+
     fn close(&self) -> BoxFuture<'_, Result<()>> {
         // Commits already queued land (or fail) before the engine closes; commits
         // queued after this point fail with `Closed`.

@@ -1,0 +1,139 @@
+//! Online backup: a consistent copy of a live journal, right by construction.
+//!
+//! A raw byte copy (`cp`) of a journal that is being written can catch one write half
+//! done and a later one whole, which reads as damage in the middle. A backup instead
+//! learns from the engine where the whole, written part of the journal ends (under the
+//! writer's lock, together with the header it must be copied with), copies only up to
+//! there, and checks the copy before putting it in place.
+
+use std::fs::OpenOptions as FsOpenOptions;
+use std::path::{Path, PathBuf};
+
+use super::format::DATA_START;
+use super::io::{FileIo, OsFile};
+use super::open::sync_dir;
+use super::Journal;
+use crate::error::{Error, Result};
+use crate::record::Tid;
+
+/// What [`Journal::backup_to`] copied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BackupReport {
+    /// Bytes in the copy.
+    pub bytes: u64,
+    /// The last transaction the copy holds: every transaction committed before the
+    /// backup started, and maybe some committed while it ran.
+    pub last_tid: Tid,
+}
+
+/// Largest piece copied per read and write.
+const CHUNK: usize = 1 << 20;
+
+impl Journal {
+    /// Writes a consistent copy of this journal to `dest` while commits go on: the copy
+    /// holds every transaction committed before the call (and perhaps some committed
+    /// during it), verifies clean, and opens like the original. The copy is written
+    /// under a temporary name, synced, checked, and renamed into place, so `dest` never
+    /// holds a partial copy. Commits wait only while the end and the header are read,
+    /// not during the copy.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] if `dest` is this journal's own file; I/O errors of the copy;
+    /// [`Error::Corrupt`] if the copy does not check out (which means the source reads
+    /// back differently than it was written: its disk is failing).
+    pub fn backup_to(&self, dest: impl AsRef<Path>) -> Result<BackupReport> {
+        let dest = dest.as_ref();
+        self.check_open()?;
+        if let (Some(own), Ok(there)) = (&self.path, dest.canonicalize()) {
+            if own.canonicalize().is_ok_and(|own| own == there) {
+                return Err(Error::Invalid(format!(
+                    "cannot back {} up onto itself",
+                    dest.display()
+                )));
+            }
+        }
+        let mut tmp = dest.as_os_str().to_owned();
+        tmp.push(format!(".backup-{}", std::process::id()));
+        let tmp = PathBuf::from(tmp);
+        let made = FsOpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .map_err(Error::from)
+            .and_then(|f| self.backup_into(&OsFile::new(f)));
+        let report = match made {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+        };
+        std::fs::rename(&tmp, dest)?;
+        sync_dir(dest)?;
+        Ok(report)
+    }
+
+    /// Writes a consistent copy of this journal into `out` (any [`FileIo`], whose old
+    /// contents are replaced), syncs it and checks it, as
+    /// [`backup_to`](Journal::backup_to) does before renaming its copy into place.
+    pub fn backup_into(&self, out: &dyn FileIo) -> Result<BackupReport> {
+        self.check_open()?;
+        let (head, end, last_tid) = self.backup_point()?;
+        out.set_len(0)?;
+        out.write_all_at(&head, 0)?;
+        let mut buf = vec![0u8; CHUNK];
+        let mut at = DATA_START;
+        while at < end {
+            let n = ((end - at) as usize).min(CHUNK);
+            self.io.read_exact_at(&mut buf[..n], at)?;
+            out.write_all_at(&buf[..n], at)?;
+            at += n as u64;
+        }
+        out.sync_data()?;
+        check_copy(out, end)?;
+        Ok(BackupReport { bytes: end, last_tid })
+    }
+
+    /// The header region and the end of the whole blocks, read together while nobody
+    /// can append or rewrite a slot, and the last tid they hold. The bytes before the
+    /// end never change afterwards.
+    fn backup_point(&self) -> Result<(Vec<u8>, u64, Tid)> {
+        let mut w = self.lock_writer();
+        // Shared mode: other processes append and write slots only under the append
+        // lock, and taking it also catches up with what they appended.
+        let _appending = if self.opts.read_only {
+            None
+        } else {
+            Some(self.lock_appends(&mut w)?)
+        };
+        let mut head = vec![0u8; DATA_START as usize];
+        self.io.read_exact_at(&mut head, 0)?;
+        if self.opts.read_only {
+            // Another process may be writing. A slot names only what was written
+            // before it, so catching up after reading the header reaches at least as
+            // far as the header promises.
+            self.catch_up_to_synced()?;
+        }
+        let st = self.read_state();
+        Ok((head, st.end, Tid(st.last_tid)))
+    }
+}
+
+/// Checks the whole copy in `out` (every checksum, as [`verify`](super::verify())
+/// does) and that it is an intact journal ending exactly at `end`.
+fn check_copy(out: &dyn FileIo, end: u64) -> Result<()> {
+    let report = super::verify(out)?;
+    if report.torn_tail.is_some() || report.end != end {
+        return Err(Error::corrupt(
+            report.end,
+            format!(
+                "the backup copy of {end} bytes reads back as ending at {} (torn tail: {:?})",
+                report.end, report.torn_tail
+            ),
+        ));
+    }
+    Ok(())
+}
