@@ -73,7 +73,9 @@ pub mod record;
 pub mod storage;
 mod sync;
 
-pub use db::{Db, DbOptions, Transaction};
+pub use db::{Db, DbBuilder, DbOptions, Transaction};
 pub use error::{Error, Result};
-pub use object::{Counter, Persistent, Ref};
-pub use record::Oid;
+pub use journal::Durability;
+pub use object::{BTree, Counter, Persistent, Ref};
+pub use record::{Oid, Tid};
+pub use storage::Change;

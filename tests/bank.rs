@@ -37,7 +37,11 @@ async fn open(dir: &std::path::Path) -> (Db<Bank>, Vec<Ref<Account>>) {
         },
         ..DbOptions::default()
     };
-    let db: Db<Bank> = Db::open_with(dir.join("bank.durus"), options).await.unwrap();
+    let db: Db<Bank> = Db::builder(dir.join("bank.durus"))
+        .options(options)
+        .open()
+        .await
+        .unwrap();
     let mut tx = db.begin().await.unwrap();
     let mut accounts = Vec::new();
     for _ in 0..ACCOUNTS {

@@ -12,7 +12,7 @@ use durus::journal::JournalOptions;
 use durus::object::decode;
 use durus::record::CommitRequest;
 use durus::storage::{FileStorage, Storage};
-use durus::{Db, Persistent, Ref};
+use durus::{Db, DbBuilder, Persistent, Ref};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Default, Serialize, Deserialize, Persistent)]
@@ -49,7 +49,7 @@ async fn poll_then_drop<F: Future>(fut: F, polls: u64) -> Option<F::Output> {
 fn dropping_reads_and_commits_anywhere_keeps_the_db_whole() {
     on_all_runtimes(|rt| async move {
         let (m, storage) = common::mem_file_storage().await;
-        let db: Db<Root> = Db::with_storage(storage.clone()).await.unwrap();
+        let db: Db<Root> = DbBuilder::storage(storage.clone()).open().await.unwrap();
         let mut tx = db.begin().await.unwrap();
         let mut slots = Vec::new();
         for _ in 0..SLOTS {
@@ -70,7 +70,7 @@ fn dropping_reads_and_commits_anywhere_keeps_the_db_whole() {
             if round % 10 == 0 {
                 // A cold Db on the same storage: its reads miss the cache, and dropping
                 // them half way must leave it consistent too.
-                let cold = Db::<Root>::with_storage(storage.clone()).await.unwrap();
+                let cold = DbBuilder::<Root>::storage(storage.clone()).open().await.unwrap();
                 let tx = cold.begin().await.unwrap();
                 for &s in &slots {
                     let polls = rng.below(4);

@@ -41,7 +41,9 @@ fn loads_racing_commits_see_whole_versions_of_their_snapshot() {
             },
             ..DbOptions::default()
         };
-        let db: Db<Root> = Db::open_with(dir.path().join("race.durus"), options)
+        let db: Db<Root> = Db::builder(dir.path().join("race.durus"))
+            .options(options)
+            .open()
             .await
             .unwrap();
         let mut tx = db.begin().await.unwrap();

@@ -57,7 +57,7 @@ fn options() -> DbOptions {
 }
 
 async fn create(path: &Path) {
-    let db: Db<Bank> = Db::open_with(path, options()).await.unwrap();
+    let db: Db<Bank> = Db::builder(path).options(options()).open().await.unwrap();
     let mut tx = db.begin().await.unwrap();
     let mut accounts = Vec::new();
     for _ in 0..ACCOUNTS {
@@ -76,7 +76,7 @@ async fn create(path: &Path) {
 
 /// One child's run: `TRANSFERS` transfers, each acknowledged on stdout once committed.
 async fn child(path: String, me: usize) {
-    let db: Db<Bank> = Db::open_with(path, options()).await.unwrap();
+    let db: Db<Bank> = Db::builder(path).options(options()).open().await.unwrap();
     let bank = db.begin().await.unwrap().root().await.unwrap();
     let ledger = bank.ledgers[me];
     let accounts = bank.accounts.clone();
@@ -182,7 +182,7 @@ fn run(kill_after: Option<u64>) {
     }
 
     futures::executor::block_on(async {
-        let db: Db<Bank> = Db::open_with(&path, options()).await.unwrap();
+        let db: Db<Bank> = Db::builder(&path).options(options()).open().await.unwrap();
         // One more commit: it cuts off whatever a killed process left half-written.
         db.transact(|tx| {
             Box::pin(async move {

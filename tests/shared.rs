@@ -45,8 +45,8 @@ fn two_handles_see_pin_and_conflict_with_each_other() {
     on_all_runtimes(|_| async {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("shared.durus");
-        let a: Db<Note> = Db::open_with(&path, shared()).await.unwrap();
-        let b: Db<Note> = Db::open_with(&path, shared()).await.unwrap();
+        let a: Db<Note> = Db::builder(&path).options(shared()).open().await.unwrap();
+        let b: Db<Note> = Db::builder(&path).options(shared()).open().await.unwrap();
 
         // A commit by one is seen by the other's next transaction.
         let c1 = set(&a, "a1").await;
@@ -136,8 +136,8 @@ fn the_feed_reports_other_handles_commits() {
     on_all_runtimes(|_| async {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("feed.durus");
-        let a: Db<Note> = Db::open_with(&path, shared()).await.unwrap();
-        let b: Db<Note> = Db::open_with(&path, shared()).await.unwrap();
+        let a: Db<Note> = Db::builder(&path).options(shared()).open().await.unwrap();
+        let b: Db<Note> = Db::builder(&path).options(shared()).open().await.unwrap();
         let mut feed = a.changes();
         let mine = set(&a, "one").await;
         let theirs = set(&b, "two").await;

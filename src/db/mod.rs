@@ -18,6 +18,7 @@
 //! write to (a journal in shared mode), every new transaction first asks the storage
 //! to catch up ([`Storage::catch_up`]) and does the same with what others committed.
 
+mod builder;
 mod cache;
 mod locks;
 mod tools;
@@ -39,14 +40,15 @@ use crate::error::{Error, Result};
 use crate::journal::JournalOptions;
 use crate::object::{decode, encode, Persistent, Ref};
 use crate::record::{CommitRequest, Loaded, Oid, Record, Tid};
-use crate::storage::{FileStorage, MemoryStorage, Storage};
+use crate::storage::Storage;
 
+pub use builder::DbBuilder;
 pub use tools::ObjectInfo;
+pub use transaction::Transaction;
 
 /// Batches of at least this many states are encoded or decoded on the blocking pool;
 /// smaller ones cost less than the hand-off and stay on the caller's task.
 const OFFLOAD_AT: usize = 64;
-pub use transaction::Transaction;
 
 /// Settings of a [`Db`].
 #[derive(Clone, Debug)]
@@ -60,7 +62,8 @@ pub struct DbOptions {
     pub backoff: Duration,
     /// The longest backoff between attempts.
     pub max_backoff: Duration,
-    /// How the journal file is opened by [`Db::open`].
+    /// How the journal file is opened, when the database is in one ([`Db::open`],
+    /// [`Db::builder`]); other storages are opened by their own options.
     pub journal: JournalOptions,
 }
 
@@ -78,6 +81,7 @@ impl Default for DbOptions {
 
 /// Counters of a [`Db`]'s work.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DbStats {
     /// Calls that loaded from the storage (cache misses, batches of misses, and reads
     /// of versions older than the cached one).
@@ -128,36 +132,40 @@ impl<R> Clone for Db<R> {
     }
 }
 
+impl<R> std::fmt::Debug for Db<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let inner = &self.inner;
+        f.debug_struct("Db")
+            .field("root", &std::any::type_name::<R>())
+            .field("snapshot", &Tid(inner.cache_tid.load(Ordering::Acquire)))
+            .field("cached", &inner.cache.len())
+            .field("cache_size", &inner.options.cache_size)
+            .field("needs_resync", &inner.needs_resync.load(Ordering::Acquire))
+            .finish_non_exhaustive()
+    }
+}
+
 impl<R: Persistent + Default> Db<R> {
-    /// Opens or creates the journal file at `path` (the embedded default), creating the
-    /// root as `R::default()` if the file is new.
+    /// Opens or creates the journal file at `path` (the embedded default) with default
+    /// options, creating the root as `R::default()` if the file is new. The same as
+    /// `Db::builder(path).open()`; [`Db::builder`] sets options, and [`DbBuilder`] opens
+    /// databases in memory or on another storage.
+    ///
+    /// # Errors
+    ///
+    /// As [`DbBuilder::open`]: [`Error::Locked`] while another process writes the file,
+    /// [`Error::Format`], [`Error::Version`] or [`Error::Corrupt`] for a file this build
+    /// cannot read, [`Error::WrongType`] if the stored root is not an `R`.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`DbBuilder::open`]: dropping the future leaves the file consistent.
     pub async fn open(path: impl Into<PathBuf>) -> Result<Db<R>> {
-        Db::open_with(path, DbOptions::default()).await
+        Db::builder(path).open().await
     }
 
-    /// [`Db::open`] with options.
-    pub async fn open_with(path: impl Into<PathBuf>, options: DbOptions) -> Result<Db<R>> {
-        let storage = FileStorage::open(path, options.journal.clone()).await?;
-        Db::with_storage_options(storage, options).await
-    }
-
-    /// A database in memory.
-    pub async fn memory() -> Result<Db<R>> {
-        Db::with_storage(MemoryStorage::new()).await
-    }
-
-    /// A database on any storage.
-    pub async fn with_storage(storage: impl Storage) -> Result<Db<R>> {
-        Db::with_storage_options(storage, DbOptions::default()).await
-    }
-
-    /// A database on any storage, with options.
-    pub async fn with_storage_options(storage: impl Storage, options: DbOptions) -> Result<Db<R>> {
-        Db::from_arc(Arc::new(storage), options).await
-    }
-
-    /// A database on a shared storage handle.
-    pub async fn from_arc(storage: Arc<dyn Storage>, options: DbOptions) -> Result<Db<R>> {
+    /// A database on `storage`: the one constructor every way of opening ends in.
+    async fn start(storage: Arc<dyn Storage>, options: DbOptions) -> Result<Db<R>> {
         let last = storage.last_tid().await?;
         let db = Db {
             inner: Arc::new(Inner {
@@ -248,7 +256,7 @@ impl<R: Persistent> Db<R> {
     /// ```
     /// # use durus::{Counter, Db, Ref};
     /// # futures::executor::block_on(async {
-    /// # let db: Db<Counter> = Db::memory().await?;
+    /// # let db: Db<Counter> = durus::DbBuilder::memory().open().await?;
     /// let hits = db
     ///     .transact(|tx| {
     ///         Box::pin(async move {
@@ -328,9 +336,7 @@ async fn sleep(d: Duration) {
 
 /// `d` scaled by a pseudo-random factor in [0.5, 1.5), so retrying tasks spread out.
 fn jitter(d: Duration) -> Duration {
-    use std::hash::{BuildHasher, RandomState};
-    let r = RandomState::new().hash_one(std::time::Instant::now()) % 1000;
-    d.mul_f64(0.5 + r as f64 / 1000.0)
+    d.mul_f64(0.5 + fastrand::f64())
 }
 
 impl Inner {
@@ -610,4 +616,22 @@ impl Drop for ResyncOnDrop<'_> {
 fn to_record<T: Persistent>(oid: Oid, value: &T) -> Result<Record> {
     let (data, refs) = encode(value)?;
     Ok(Record::new(oid, data, refs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_within_half_and_one_and_a_half() {
+        fastrand::seed(7);
+        let d = Duration::from_millis(10);
+        let draws: Vec<Duration> = (0..1000).map(|_| jitter(d)).collect();
+        assert!(draws.iter().all(|j| *j >= d / 2 && *j < d * 3 / 2));
+        let (lo, hi) = (draws.iter().min(), draws.iter().max());
+        assert!(
+            hi.zip(lo).is_some_and(|(h, l)| *h - *l > d / 2),
+            "the draws spread out"
+        );
+    }
 }

@@ -14,6 +14,7 @@ use crate::record::{Oid, Tid};
 
 /// One stored object, as seen by [`Db::objects`].
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ObjectInfo {
     /// Its oid.
     pub oid: Oid,

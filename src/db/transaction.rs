@@ -93,6 +93,16 @@ pub struct Transaction<R> {
     writes: BTreeMap<Oid, Box<dyn AnyWrite>>,
 }
 
+impl<R> std::fmt::Debug for Transaction<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transaction")
+            .field("snapshot", &self.snapshot)
+            .field("reads", &crate::sync::lock(&self.reads).len())
+            .field("writes", &self.writes.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl<R: Persistent> Transaction<R> {
     pub(super) fn new(db: Db<R>, snapshot: Tid) -> Transaction<R> {
         Transaction {

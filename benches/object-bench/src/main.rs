@@ -183,7 +183,7 @@ type Run = (f64, f64, f64, Vec<Ref<Node>>, Db<Root>);
 /// Builds, reopens and traverses once in a fresh file.
 fn build_and_traverse(a: &Args, path: &Path) -> durus::Result<Run> {
     futures::executor::block_on(async {
-        let db: Db<Root> = Db::open_with(path, options(a.objects)).await?;
+        let db: Db<Root> = Db::builder(path).options(options(a.objects)).open().await?;
         let t = Instant::now();
         build(&db, a.objects, a.fanout).await?;
         let build_s = t.elapsed().as_secs_f64();
@@ -191,7 +191,7 @@ fn build_and_traverse(a: &Args, path: &Path) -> durus::Result<Run> {
         drop(db);
 
         let t = Instant::now();
-        let db: Db<Root> = Db::open_with(path, options(a.objects)).await?;
+        let db: Db<Root> = Db::builder(path).options(options(a.objects)).open().await?;
         let reopen_ms = t.elapsed().as_secs_f64() * 1e3;
         let t = Instant::now();
         let tx = db.begin().await?;
