@@ -526,14 +526,11 @@ impl Inner {
         if !self.needs_resync.swap(false, Ordering::AcqRel) {
             return Ok(());
         }
+        // Until this catch-up is done, the next transaction must do it again: when the
+        // storage fails it, and when this future is dropped at one of its awaits.
+        let mut armed = ResyncOnDrop(Some(&self.needs_resync));
         let from = Tid(self.cache_tid.load(Ordering::Acquire));
-        let txs = match self.storage.transactions(from).await {
-            Ok(t) => t,
-            Err(e) => {
-                self.needs_resync.store(true, Ordering::Release);
-                return Err(e);
-            }
-        };
+        let txs = self.storage.transactions(from).await?;
         let reached = txs.last().map_or(from, |tx| tx.tid).max(from);
         // Each oid once, with the newest transaction that wrote it.
         let mut newest: std::collections::BTreeMap<Oid, Tid> = std::collections::BTreeMap::new();
@@ -556,6 +553,7 @@ impl Inner {
             at += 1;
         }
         self.cache_tid.store(at, Ordering::Release);
+        armed.0 = None;
         Ok(())
     }
 
