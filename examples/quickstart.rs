@@ -6,9 +6,15 @@
 //! ```text
 //! cargo run --example quickstart [path]
 //! ```
+// Output goes through `say!`, which survives a closed stdout (`println!` panics there).
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+mod common;
 
 use durus::{Counter, Db, Persistent, Ref};
 use serde::{Deserialize, Serialize};
+
+use common::say;
 
 /// The root object: everything reachable from here is the database.
 #[derive(Clone, Default, Serialize, Deserialize, Persistent)]
@@ -77,7 +83,7 @@ async fn run(path: &str) -> durus::Result<()> {
         .await?;
     tx.root_mut().await?.shelves.push(shelf);
     let committed = tx.commit().await?;
-    println!(
+    say!(
         "run {n}: committed transaction {} to {path} (durable on disk)",
         committed.tid
     );
@@ -87,15 +93,15 @@ async fn run(path: &str) -> durus::Result<()> {
     let db: Db<Library> = Db::open(path).await?;
     let tx = db.begin().await?;
     let library = tx.root().await?;
-    println!("reopened {path}: {} shelf(s)", library.shelves.len());
+    say!("reopened {path}: {} shelf(s)", library.shelves.len());
     for &s in &library.shelves {
         let shelf = tx.get(s).await?;
-        println!("  {}:", shelf.label);
+        say!("  {}:", shelf.label);
         for &b in &shelf.books {
             let book = tx.get(b).await?;
-            println!("    {} by {} ({})", book.title, book.author, book.year);
+            say!("    {} by {} ({})", book.title, book.author, book.year);
         }
     }
-    println!("objects by type: {:?}", db.census().await?);
+    say!("objects by type: {:?}", db.census().await?);
     db.close().await
 }

@@ -4,10 +4,16 @@
 //! ```text
 //! cargo run --example smol_counters [path]
 //! ```
+// Output goes through `say!`, which survives a closed stdout (`println!` panics there).
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+mod common;
 
 use durus::object::BTree;
 use durus::{Counter, Db, Persistent, Ref};
 use serde::{Deserialize, Serialize};
+
+use common::say;
 
 #[derive(Clone, Default, Serialize, Deserialize, Persistent)]
 #[durus(name = "site.Site")]
@@ -63,9 +69,9 @@ fn main() -> durus::Result<()> {
 
         let tx = db.begin().await?;
         for (page, counter) in BTree::entries(&tx, tree).await? {
-            println!("{page:<10} {:>6} hits", tx.get(counter).await?.get());
+            say!("{page:<10} {:>6} hits", tx.get(counter).await?.get());
         }
-        println!(
+        say!(
             "conflicts merged instead of failing: {}",
             db.stats().resolved_conflicts
         );

@@ -4,11 +4,17 @@
 //! ```text
 //! cargo run --example tokio_bank [path] [tasks] [transfers-per-task]
 //! ```
+// Output goes through `say!`, which survives a closed stdout (`println!` panics there).
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+mod common;
 
 use std::time::Instant;
 
 use durus::{Db, Persistent, Ref};
 use serde::{Deserialize, Serialize};
+
+use common::say;
 
 #[derive(Clone, Default, Serialize, Deserialize, Persistent)]
 #[durus(name = "bank.Bank")]
@@ -49,7 +55,7 @@ async fn main() -> durus::Result<()> {
             })
         })
         .await?;
-    println!("total before: {}", total(&db).await?);
+    say!("total before: {}", total(&db).await?);
 
     let start = Instant::now();
     let handles: Vec<_> = (0..tasks)
@@ -57,14 +63,11 @@ async fn main() -> durus::Result<()> {
             let db = db.clone();
             let accounts = accounts.clone();
             tokio::spawn(async move {
-                let mut seed = t.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+                let mut rng = fastrand::Rng::with_seed(t);
                 for _ in 0..per_task {
-                    seed ^= seed << 13;
-                    seed ^= seed >> 7;
-                    seed ^= seed << 17;
-                    let from = accounts[(seed % accounts.len() as u64) as usize];
-                    let to = accounts[((seed >> 8) % accounts.len() as u64) as usize];
-                    let amount = (seed >> 16) as i64 % 100;
+                    let from = accounts[rng.usize(..accounts.len())];
+                    let to = accounts[rng.usize(..accounts.len())];
+                    let amount = rng.i64(0..100);
                     db.transact(|tx| {
                         Box::pin(async move {
                             if from == to || tx.get(from).await?.balance < amount {
@@ -85,13 +88,13 @@ async fn main() -> durus::Result<()> {
         h.await.expect("task panicked")?;
     }
     let elapsed = start.elapsed();
-    println!(
+    say!(
         "{} transfers by {tasks} tasks in {:.2?} ({:.0} transfers/s, durable)",
         tasks * per_task,
         elapsed,
         (tasks * per_task) as f64 / elapsed.as_secs_f64()
     );
-    println!("total after:  {}", total(&db).await?);
+    say!("total after:  {}", total(&db).await?);
     db.close().await
 }
 

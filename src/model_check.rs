@@ -42,19 +42,15 @@ impl Chooser for Dfs {
     }
 }
 
-/// Random choices from a seeded generator (splitmix64), recorded for the report.
+/// Random choices from a seeded generator, recorded for the report.
 struct Random {
-    state: u64,
+    rng: fastrand::Rng,
     trace: Vec<usize>,
 }
 
 impl Chooser for Random {
     fn choose(&mut self, n: usize) -> usize {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        let c = ((z ^ (z >> 31)) % n as u64) as usize;
+        let c = self.rng.usize(..n);
         self.trace.push(c);
         c
     }
@@ -96,7 +92,7 @@ pub(crate) fn explore_random(
 ) -> Result<(), String> {
     for run in 0..runs as u64 {
         let mut r = Random {
-            state: seed ^ run.wrapping_mul(0xA076_1D64_78BD_642F),
+            rng: fastrand::Rng::with_seed(seed ^ run.wrapping_mul(0xA076_1D64_78BD_642F)),
             trace: Vec::new(),
         };
         scenario(&mut r).map_err(|e| format!("{e} (seed {seed}, run {run}, schedule {:?})", r.trace))?;

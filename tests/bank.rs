@@ -54,12 +54,12 @@ async fn open(dir: &std::path::Path) -> (Db<Bank>, Vec<Ref<Account>>) {
 
 /// One task's transfers; returns the net change it committed per account.
 async fn transfers(db: Db<Bank>, accounts: Vec<Ref<Account>>, seed: u64) -> Vec<i64> {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::with_seed(seed);
     let mut net = vec![0i64; ACCOUNTS];
     for _ in 0..TRANSFERS {
-        let from = rng.below(ACCOUNTS as u64) as usize;
-        let to = (from + 1 + rng.below(ACCOUNTS as u64 - 1) as usize) % ACCOUNTS;
-        let amount = 1 + rng.below(300) as i64;
+        let from = rng.u64(..ACCOUNTS as u64) as usize;
+        let to = (from + 1 + rng.u64(..ACCOUNTS as u64 - 1) as usize) % ACCOUNTS;
+        let amount = 1 + rng.u64(..300) as i64;
         let (a, b) = (accounts[from], accounts[to]);
         let moved = db
             .transact(|tx| {

@@ -47,8 +47,8 @@ async fn check_ranges(
     rng: &mut Rng,
 ) {
     for _ in 0..50 {
-        let a = rng.below(1 << 20);
-        let b = a + rng.below(1 << 16);
+        let a = rng.u64(..1 << 20);
+        let b = a + rng.u64(..1 << 16);
         let got = BTree::range(tx, tree, a..b).await.unwrap();
         let want: Vec<_> = model.range(a..b).map(|(k, v)| (*k, v.clone())).collect();
         assert_eq!(got, want, "range {a}..{b}");
@@ -62,7 +62,7 @@ async fn check_ranges(
         assert_eq!(got, want, "range ({a}, {b}]");
     }
     for _ in 0..200 {
-        let k = rng.below(1 << 20);
+        let k = rng.u64(..1 << 20);
         assert_eq!(BTree::get(tx, tree, &k).await.unwrap().as_ref(), model.get(&k));
     }
 }
@@ -73,7 +73,7 @@ fn btree_matches_a_btreemap_across_commits_and_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tree.durus");
         let db: Db<TreeRoot> = Db::builder(&path).options(options()).open().await.unwrap();
-        let mut rng = Rng(rt.len() as u64);
+        let mut rng = Rng::with_seed(rt.len() as u64);
         let mut model = BTreeMap::new();
 
         let mut tx = db.begin().await.unwrap();
@@ -85,8 +85,8 @@ fn btree_matches_a_btreemap_across_commits_and_reopen() {
         for _ in 0..KEYS / BATCH {
             let mut tx = db.begin().await.unwrap();
             for _ in 0..BATCH {
-                let k = rng.below(1 << 20);
-                let v = format!("v{}", rng.below(1000));
+                let k = rng.u64(..1 << 20);
+                let v = format!("v{}", rng.u64(..1000));
                 let old = BTree::insert(&mut tx, tree, k, v.clone()).await.unwrap();
                 assert_eq!(old, model.insert(k, v));
             }
@@ -106,7 +106,7 @@ fn btree_matches_a_btreemap_across_commits_and_reopen() {
             .await
             .unwrap();
         let fresh = (0..)
-            .map(|_| rng.below(1 << 20))
+            .map(|_| rng.u64(..1 << 20))
             .find(|k| !model.contains_key(k))
             .unwrap();
         BTree::insert(&mut tx, tree, fresh, "new".into()).await.unwrap();

@@ -7,6 +7,18 @@ use common::on_all_runtimes;
 use durus::storage::MemoryStorage;
 use durus::{Counter, Db, DbBuilder, DbOptions, Durability, Error};
 
+/// Adds `n` to the root counter in a transaction of its own.
+async fn add(db: &Db<Counter>, n: i64) {
+    db.transact(|tx| {
+        Box::pin(async move {
+            tx.root_mut().await?.add(n);
+            Ok(())
+        })
+    })
+    .await
+    .unwrap();
+}
+
 #[test]
 fn journal_settings_are_refused_where_no_journal_is_opened() {
     on_all_runtimes(|_| async {
@@ -41,10 +53,7 @@ fn a_read_only_database_reads_beside_the_writer_and_refuses_writes() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ro.durus");
         let writer: Db<Counter> = Db::builder(&path).open().await.unwrap();
-        writer
-            .transact(|tx| Box::pin(async move { Ok(tx.root_mut().await?.add(7)) }))
-            .await
-            .unwrap();
+        add(&writer, 7).await;
 
         let view: Db<Counter> = Db::builder(&path).read_only(true).open().await.unwrap();
         assert_eq!(view.begin().await.unwrap().root().await.unwrap().get(), 7);
@@ -68,12 +77,8 @@ fn a_shared_builder_opens_one_file_from_several_handles() {
             Db::<Counter>::open(&path).await,
             Err(Error::Locked { .. })
         ));
-        a.transact(|tx| Box::pin(async move { Ok(tx.root_mut().await?.increment()) }))
-            .await
-            .unwrap();
-        b.transact(|tx| Box::pin(async move { Ok(tx.root_mut().await?.increment()) }))
-            .await
-            .unwrap();
+        add(&a, 1).await;
+        add(&b, 1).await;
         assert_eq!(a.begin().await.unwrap().root().await.unwrap().get(), 2);
         a.close().await.unwrap();
         b.close().await.unwrap();

@@ -69,7 +69,7 @@ fn dropping_reads_and_commits_anywhere_keeps_the_db_whole() {
         tx.root_mut().await.unwrap().slots = slots.clone();
         let start = tx.commit().await.unwrap().tid;
 
-        let mut rng = Rng(7 + rt.len() as u64);
+        let mut rng = Rng::with_seed(7 + rt.len() as u64);
         let (mut landed, mut dropped) = (0, 0);
         for round in 0..150 {
             if round % 10 == 0 {
@@ -78,7 +78,7 @@ fn dropping_reads_and_commits_anywhere_keeps_the_db_whole() {
                 let cold = DbBuilder::<Root>::storage(storage.clone()).open().await.unwrap();
                 let tx = cold.begin().await.unwrap();
                 for &s in &slots {
-                    let polls = rng.below(4);
+                    let polls = rng.u64(..4);
                     let _ = poll_then_drop(tx.get(s), polls).await;
                 }
                 let mut total = 0;
@@ -89,15 +89,15 @@ fn dropping_reads_and_commits_anywhere_keeps_the_db_whole() {
                 assert_eq!(cold.stats().oid_locks, 0);
             }
             let before = storage.last_tid().await.unwrap();
-            let (from, to) = (rng.below(SLOTS as u64) as usize, rng.below(SLOTS as u64) as usize);
-            let amount = rng.below(50) as i64;
+            let (from, to) = (rng.u64(..SLOTS as u64) as usize, rng.u64(..SLOTS as u64) as usize);
+            let amount = rng.u64(..50) as i64;
             // Every fourth round runs to the end and every fourth is dropped before its
             // first poll, so both outcomes occur whatever the timing; the rest stop after
             // a random number of polls.
             let polls = match round % 4 {
                 0 => u64::MAX,
                 1 => 0,
-                _ => 1 + rng.below(40),
+                _ => 1 + rng.u64(..40),
             };
             let work = async {
                 let mut tx = db.begin().await?;

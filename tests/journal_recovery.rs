@@ -34,16 +34,16 @@ fn read_only() -> JournalOptions {
 /// states after each tid and the byte range of each transaction. Returns the byte range
 /// of the oid reservation block written first.
 fn build(j: &Journal, n: usize, seed: u64, states: &mut States, ranges: &mut Vec<(u64, u64)>) -> (u64, u64) {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::with_seed(seed);
     let r0 = j.end_offset();
     let oids = j.new_oids(4).unwrap();
     let reservation = (r0, j.end_offset());
     for _ in 0..n {
         let start = j.end_offset();
         let mut recs = BTreeMap::new();
-        for _ in 0..1 + rng.below(3) {
-            let oid = oids[rng.below(4) as usize];
-            let data: Vec<u8> = (0..rng.below(30)).map(|_| rng.next_u64() as u8).collect();
+        for _ in 0..1 + rng.u64(..3) {
+            let oid = oids[rng.u64(..4) as usize];
+            let data: Vec<u8> = (0..rng.u64(..30)).map(|_| rng.u8(..)).collect();
             recs.insert(oid, data);
         }
         let records = recs

@@ -24,7 +24,7 @@ fn every_crash_image_opens_to_a_prefix_holding_every_acknowledged_commit() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0x5eed_0fd1_5c00);
-    let mut rng = Rng(seed);
+    let mut rng = Rng::with_seed(seed);
     let (start, before) = script::starting_file();
     let sim = SimFile::from_bytes(start);
     // What had been acknowledged at each moment: (last acknowledged tid, oids handed
@@ -71,9 +71,9 @@ fn every_crash_image_opens_to_a_prefix_holding_every_acknowledged_commit() {
         } else {
             for s in 0..SAMPLES {
                 // Vary how much survives, from almost nothing to almost everything.
-                let keep = 1 + rng.below(15);
-                let mut r = Rng(rng.next_u64());
-                check(p.image(|_| r.below(16) < keep), &format!("sample {s}"));
+                let keep = 1 + rng.u64(..15);
+                let mut r = Rng::with_seed(rng.u64(..));
+                check(p.image(|_| r.u64(..16) < keep), &format!("sample {s}"));
                 torn_pieces += n as u64;
             }
         }

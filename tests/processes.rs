@@ -80,13 +80,13 @@ async fn child(path: String, me: usize) {
     let bank = db.begin().await.unwrap().root().await.unwrap();
     let ledger = bank.ledgers[me];
     let accounts = bank.accounts.clone();
-    let mut rng = common::Rng(me as u64 + 1);
+    let mut rng = common::Rng::with_seed(me as u64 + 1);
     let mut out = std::io::stdout();
     for k in 0..TRANSFERS {
         let id = (me as u64) * 1_000_000 + k;
-        let from = rng.below(ACCOUNTS as u64) as usize;
-        let to = (from + 1 + rng.below(ACCOUNTS as u64 - 1) as usize) % ACCOUNTS;
-        let amount = 1 + rng.below(200) as i64;
+        let from = rng.u64(..ACCOUNTS as u64) as usize;
+        let to = (from + 1 + rng.u64(..ACCOUNTS as u64 - 1) as usize) % ACCOUNTS;
+        let amount = 1 + rng.u64(..200) as i64;
         let (a, b) = (accounts[from], accounts[to]);
         db.transact(|tx| {
             Box::pin(async move {

@@ -50,8 +50,13 @@ use crate::storage::{FileStorage, MemoryStorage, Storage};
 ///         .cache_size(10_000)
 ///         .open()
 ///         .await?;
-///     db.transact(|tx| Box::pin(async move { Ok(tx.root_mut().await?.increment()) }))
-///         .await?;
+///     db.transact(|tx| {
+///         Box::pin(async move {
+///             tx.root_mut().await?.increment();
+///             Ok(())
+///         })
+///     })
+///     .await?;
 ///     db.close().await
 /// })
 /// # }
@@ -109,7 +114,9 @@ impl<R> DbBuilder<R> {
     /// let storage = MemoryStorage::new();
     /// let db: Db<Counter> = DbBuilder::storage(storage.clone()).cache_size(100).open().await?;
     /// // A second Db on the same storage sees what the first committed.
-    /// db.transact(|tx| Box::pin(async move { Ok(tx.root_mut().await?.add(5)) })).await?;
+    /// let mut tx = db.begin().await?;
+    /// tx.root_mut().await?.add(5);
+    /// tx.commit().await?;
     /// let other: Db<Counter> = DbBuilder::storage(storage).open().await?;
     /// assert_eq!(other.begin().await?.root().await?.get(), 5);
     /// # Ok::<(), durus::Error>(())

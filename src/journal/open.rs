@@ -75,11 +75,13 @@ impl Journal {
     }
 
     /// Opens a journal on any [`FileIo`] (an in-memory file, a fault-injecting one). An
-    /// empty writable file is initialised. No lock is taken: the caller owns the file
+    /// empty (0-byte) writable file is initialised. No lock is taken: the caller owns the file
     /// (in shared mode, the caller must keep appends of different handles apart).
     pub fn open_io(io: Box<dyn FileIo>, opts: JournalOptions) -> Result<Journal> {
         let mut file_len = io.len()?;
-        if file_len < DATA_START && is_blank(&*io, file_len)? {
+        // Only an empty file is a new journal: a short one that is not has lost its
+        // header, and initialising it would silently throw its contents away.
+        if file_len == 0 {
             if opts.read_only {
                 return Err(Error::Format {
                     reason: "the file is empty".into(),
@@ -206,14 +208,6 @@ pub(super) fn read_head(io: &dyn FileIo, file_len: u64) -> Result<(FileHeader, [
         return Err(Error::corrupt(file_len, "file header region cut short"));
     }
     Ok((header, Slot::decode_both(&head)))
-}
-
-/// Whether a file shorter than its header region holds nothing but zeros (a file just
-/// created, by us or by a tool), so that a writable open may initialise it.
-fn is_blank(io: &dyn FileIo, file_len: u64) -> Result<bool> {
-    let mut head = vec![0u8; file_len as usize];
-    io.read_exact_at(&mut head, 0)?;
-    Ok(head.iter().all(|&b| b == 0))
 }
 
 /// Makes a directory entry durable after a file was created or renamed in it.

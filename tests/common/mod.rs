@@ -113,22 +113,10 @@ impl<F: FileIo> FileIo for ThreadCheckIo<F> {
     }
 }
 
-/// A deterministic pseudo-random generator (splitmix64) for tests that pick offsets.
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n.max(1)
-    }
-}
+/// The seeded pseudo-random generator tests pick offsets, keys and moments with
+/// (`Rng::with_seed(seed)`), so every run of a test makes the same choices.
+#[allow(unused_imports)] // not every test binary picks at random
+pub use fastrand::Rng;
 
 /// Lets other tasks run: returns `Pending` once (after waking itself).
 pub async fn yield_now() {

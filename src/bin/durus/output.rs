@@ -1,0 +1,115 @@
+//! Output shared by every subcommand.
+//!
+//! - Results go to stdout: lines of text, or with `--json` one JSON object (documented
+//!   by each subcommand's `--help`; fields are only ever added, never renamed).
+//! - Problems go to stderr, and mark the run as failed.
+//! - The exit status is 0 when all is well, 1 when a problem was found (damage, an
+//!   unreadable file, a refusal), 2 for a usage error (clap's, in `main`).
+//! - A closed stdout (`durus verify f | head -1`) is not an error: writing stops
+//!   quietly and the status already decided stands. Nothing here panics on a failed
+//!   write, which is why the binary never uses `println!`, `print!` or `eprintln!`.
+//!
+//! Progress reporting, when a long-running subcommand (pack, copy, import) adds it,
+//! belongs here too: on stderr, only when stderr is a terminal and `--json` is off.
+
+use std::fmt;
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use serde::Serialize;
+
+/// How a run ended, as the exit status tells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// Exit status 0.
+    Ok,
+    /// Exit status 1: a problem was found or the work could not be done.
+    Problem,
+}
+
+impl From<Status> for ExitCode {
+    fn from(s: Status) -> ExitCode {
+        match s {
+            Status::Ok => ExitCode::SUCCESS,
+            Status::Problem => ExitCode::FAILURE,
+        }
+    }
+}
+
+/// The exit status of a usage error (clap's own convention too).
+pub const USAGE_ERROR: u8 = 2;
+
+/// The `--json` flag, for subcommands whose result a script may parse.
+#[derive(clap::Args, Clone, Copy, Debug, Default)]
+pub struct Format {
+    /// Print the result as one JSON object on stdout (`--help` lists its fields)
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Where a subcommand writes, and the status it has decided so far.
+#[derive(Debug)]
+pub struct Output {
+    format: Format,
+    status: Status,
+}
+
+impl Output {
+    /// Runs `body` with an output in `format` and turns what happened into the exit
+    /// status: [`Status::Problem`] if `body` reported a problem or a write to stdout
+    /// failed other than by the reader having gone; a closed stdout keeps the status
+    /// `body` had decided.
+    pub fn run(format: Format, body: impl FnOnce(&mut Output) -> io::Result<()>) -> ExitCode {
+        let mut out = Output {
+            format,
+            status: Status::Ok,
+        };
+        match body(&mut out) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
+            Err(e) => out.problem(format_args!("durus: writing the output: {e}")),
+        }
+        out.status.into()
+    }
+
+    /// True when the result is to be printed as JSON.
+    pub fn json_wanted(&self) -> bool {
+        self.format.json
+    }
+
+    /// Writes one line of text to stdout.
+    pub fn line(&mut self, line: fmt::Arguments) -> io::Result<()> {
+        write_line(&mut io::stdout().lock(), line)
+    }
+
+    /// Writes `value` to stdout as one line of JSON.
+    pub fn json<T: Serialize>(&mut self, value: &T) -> io::Result<()> {
+        let mut stdout = io::stdout().lock();
+        serde_json::to_writer(&mut stdout, value).map_err(io::Error::from)?;
+        stdout.write_all(b"\n")?;
+        stdout.flush()
+    }
+
+    /// Reports a problem on stderr and makes the exit status 1. A failure to write to
+    /// stderr is ignored: there is nowhere left to report it, and the status says it.
+    pub fn problem(&mut self, message: fmt::Arguments) {
+        self.status = Status::Problem;
+        let _ = write_line(&mut io::stderr().lock(), message);
+    }
+}
+
+/// Writes `line` and a newline, then flushes, so a closed reader is noticed at the
+/// line that could not be delivered.
+fn write_line(w: &mut impl Write, line: fmt::Arguments) -> io::Result<()> {
+    w.write_fmt(line)?;
+    w.write_all(b"\n")?;
+    w.flush()
+}
+
+/// Writes clap's help, version or usage error where clap says it belongs (stdout for
+/// help and version, stderr for errors), ignoring a closed stream, and returns clap's
+/// exit status for it: 0 for help and version, [`USAGE_ERROR`] otherwise.
+pub fn clap_message(e: &clap::Error) -> ExitCode {
+    let _ = e.print();
+    ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(USAGE_ERROR))
+}
