@@ -8,7 +8,7 @@ use std::sync::Arc;
 use common::on_all_runtimes;
 use durus::record::Tid;
 use durus::storage::MemoryStorage;
-use durus::{Counter, Db, DbBuilder, DbOptions, Error, Oid, Persistent, Ref};
+use durus::{Counter, Db, DbBuilder, Error, Oid, Persistent, Ref};
 use futures::{FutureExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
@@ -292,12 +292,8 @@ fn dropped_loads_leave_no_locks_behind() {
 #[test]
 fn the_cache_is_bounded() {
     on_all_runtimes(|_| async {
-        let options = DbOptions {
-            cache_size: 100,
-            ..DbOptions::default()
-        };
         let db: Db<Root> = DbBuilder::storage(MemoryStorage::new())
-            .options(options)
+            .cache_size(100)
             .open()
             .await
             .unwrap();

@@ -4,6 +4,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::{Db, DbOptions};
 use crate::error::{Error, Result};
@@ -25,6 +26,8 @@ use crate::storage::{FileStorage, MemoryStorage, Storage};
 /// | setting | default | applies to |
 /// |---|---|---|
 /// | [`cache_size`](DbBuilder::cache_size) | 100,000 objects | every source |
+/// | [`max_attempts`](DbBuilder::max_attempts) | 20 | every source |
+/// | [`backoff`](DbBuilder::backoff) | 200 µs, at most 50 ms | every source |
 /// | [`options`](DbBuilder::options) | [`DbOptions::default()`] | every source |
 /// | [`durability`](DbBuilder::durability) | [`Durability::Immediate`] (every commit is fsynced) | a journal file |
 /// | [`shared`](DbBuilder::shared) | `false` (one writing process at a time) | a journal file |
@@ -145,6 +148,21 @@ impl<R> DbBuilder<R> {
     /// `cache_size`).
     pub fn cache_size(mut self, objects: usize) -> DbBuilder<R> {
         self.options.cache_size = objects;
+        self
+    }
+
+    /// How many times [`Db::transact`] runs a transaction that keeps conflicting before
+    /// it returns the conflict (default 20).
+    pub fn max_attempts(mut self, attempts: u32) -> DbBuilder<R> {
+        self.options.max_attempts = attempts;
+        self
+    }
+
+    /// The backoff of [`Db::transact`] before its second attempt, and the longest one
+    /// (defaults 200 µs and 50 ms); it doubles, with jitter, between attempts.
+    pub fn backoff(mut self, first: Duration, longest: Duration) -> DbBuilder<R> {
+        self.options.backoff = first;
+        self.options.max_backoff = longest;
         self
     }
 

@@ -50,8 +50,11 @@ pub use transaction::Transaction;
 /// smaller ones cost less than the hand-off and stay on the caller's task.
 const OFFLOAD_AT: usize = 64;
 
-/// Settings of a [`Db`].
+/// Settings of a [`Db`], for [`DbBuilder::options`]. Usually the builder's own setters
+/// are simpler; start from `DbOptions::default()` to set fields directly (the struct is
+/// `#[non_exhaustive]`, so settings can be added without breaking anyone).
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct DbOptions {
     /// About how many decoded objects the shared cache keeps (Durus's `cache_size`).
     pub cache_size: usize,

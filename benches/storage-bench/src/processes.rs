@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use durus::journal::{JournalOptions, JournalStats};
 use durus::storage::FileStorage;
-use durus::{Db, DbBuilder, DbOptions};
+use durus::{Db, DbBuilder};
 use futures::executor::block_on;
 
 use crate::durus_engine::{insert_one, stats_between, Blob};
@@ -52,10 +52,7 @@ pub fn run(kind: Kind, path: &Path, processes: usize, per: u64) -> (Duration, Jo
     match kind {
         Kind::Durus => block_on(async {
             let db: Db<Blob> = Db::builder(path)
-                .options(DbOptions {
-                    journal: shared(),
-                    ..DbOptions::default()
-                })
+                .journal_options(shared())
                 .open()
                 .await
                 .expect("create the shared durus file");
