@@ -213,7 +213,45 @@ impl<R: Persistent + Default> Db<R> {
 }
 
 impl<R: Persistent> Db<R> {
-    /// Starts a transaction on a snapshot of everything committed so far.
+    /// Starts a transaction on a snapshot of everything committed so far (in shared
+    /// mode, also by other processes: it catches up with them first).
+    ///
+    /// The transaction reads that snapshot plus its own writes, however long it lives and
+    /// whatever others commit meanwhile; [`commit`](Transaction::commit) applies its
+    /// writes, and dropping it abandons them.
+    ///
+    /// ```
+    /// use durus::{Db, DbBuilder, Persistent};
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Clone, Default, Serialize, Deserialize, Persistent)]
+    /// struct Visits {
+    ///     count: u64,
+    /// }
+    ///
+    /// # futures::executor::block_on(async {
+    /// let db: Db<Visits> = DbBuilder::memory().open().await?;
+    /// let reader = db.begin().await?; // a snapshot before the change below
+    ///
+    /// let mut tx = db.begin().await?;
+    /// tx.root_mut().await?.count += 1;
+    /// tx.commit().await?;
+    ///
+    /// assert_eq!(reader.root().await?.count, 0); // its snapshot does not move
+    /// assert_eq!(db.begin().await?.root().await?.count, 1);
+    /// # Ok::<(), durus::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] once the database is closed; in shared mode, the errors of
+    /// reading what other processes appended ([`Error::Io`], [`Error::Corrupt`]).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only reads. If it is dropped while catching up with the storage,
+    /// the next `begin` does the catch-up again.
     pub async fn begin(&self) -> Result<Transaction<R>> {
         if let Some(last) = self.inner.storage.catch_up().await? {
             if last.0 > self.inner.cache_tid.load(Ordering::Acquire) {
@@ -232,6 +270,15 @@ impl<R: Persistent> Db<R> {
     /// Starts a transaction on the database as it was right after transaction `tid`
     /// (the journal keeps every version). Reads see that past state; a commit succeeds
     /// only if nothing it read or writes has changed since, as for any transaction.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::SnapshotAhead`] if `tid` is after the last committed transaction; the
+    /// errors of [`begin`](Db::begin).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe, as [`begin`](Db::begin).
     pub async fn begin_at(&self, tid: Tid) -> Result<Transaction<R>> {
         let now = self.begin().await?;
         if tid > now.snapshot() {
@@ -242,7 +289,16 @@ impl<R: Persistent> Db<R> {
 
     /// Starts a transaction on the database as it was at `timestamp` (microseconds since
     /// the Unix epoch, as in [`Committed::timestamp`](crate::record::Committed)): the
-    /// snapshot of the last transaction committed at or before then.
+    /// snapshot of the last transaction committed at or before then ([`Tid::ZERO`], the
+    /// empty database, if none was).
+    ///
+    /// # Errors
+    ///
+    /// The errors of [`begin`](Db::begin), and of reading the storage's history.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe, as [`begin`](Db::begin).
     pub async fn begin_at_time(&self, timestamp: u64) -> Result<Transaction<R>> {
         let tid = self.inner.storage.tid_at_time(timestamp).await?;
         self.begin_at(tid).await
@@ -276,6 +332,17 @@ impl<R: Persistent> Db<R> {
     ///
     /// Backoff sleeps run on a thread of the `blocking` pool rather than any runtime's
     /// timer, so this works under every executor.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Conflict`] if the last of [`DbOptions::max_attempts`] attempts still
+    /// conflicted; any other error of `f` or of [`commit`](Transaction::commit) at once.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future abandons the attempt under way. If it was committing, that
+    /// commit may still land, as for [`Transaction::commit`]; so a dropped `transact`
+    /// has run `f`'s changes at most once, and possibly once.
     pub async fn transact<T, F>(&self, mut f: F) -> Result<T>
     where
         F: for<'t> FnMut(&'t mut Transaction<R>) -> BoxFuture<'t, Result<T>>,
@@ -300,7 +367,30 @@ impl<R: Persistent> Db<R> {
     }
 
     /// The change feed: every transaction committed from now on (see
-    /// [`Storage::changes`]).
+    /// [`Storage::changes`]), with its tid, timestamp and the oids it wrote; in shared
+    /// mode also those of other processes, as each `begin` catches up with them.
+    ///
+    /// ```
+    /// use durus::{Change, Counter, Db, DbBuilder, Ref};
+    /// use futures::StreamExt;
+    ///
+    /// # futures::executor::block_on(async {
+    /// let db: Db<Counter> = DbBuilder::memory().open().await?;
+    /// let mut feed = db.changes();
+    /// let mut tx = db.begin().await?;
+    /// tx.root_mut().await?.increment();
+    /// let done = tx.commit().await?;
+    ///
+    /// match feed.next().await {
+    ///     Some(Change::Committed { tid, oids, .. }) => {
+    ///         assert_eq!(tid, done.tid);
+    ///         assert_eq!(oids, [Ref::<Counter>::root().oid()]);
+    ///     }
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # Ok::<(), durus::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub fn changes(&self) -> futures::stream::BoxStream<'static, crate::storage::Change> {
         self.inner.storage.changes()
     }
@@ -327,6 +417,20 @@ impl<R: Persistent> Db<R> {
     /// storage. Returns an error if the storage cannot close cleanly, including when an
     /// earlier write or sync failed ([`Error::Poisoned`]): then some of this session's
     /// commits may not be on disk, though every acknowledged one is.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Poisoned`] after a failed write or sync earlier in this session;
+    /// [`Error::Io`] if writing the journal's last checkpoint or trimming its
+    /// preallocated space fails now. Closing again is not an error.
+    ///
+    /// # Cancel safety
+    ///
+    /// Once polled, the storage refuses new commits even if the future is then dropped;
+    /// commits already queued still land or fail on the storage's writer job. Whether the
+    /// storage itself finished closing (its last checkpoint written) is then unknown; its
+    /// file is released when the last handle is dropped. Await it to hear about a
+    /// poisoned session.
     pub async fn close(&self) -> Result<()> {
         self.inner.storage.close().await
     }

@@ -60,6 +60,12 @@ pub use durus_derive::Persistent;
 /// Reading and writing objects inside a transaction: what persistent collections (such
 /// as [`BTree`]) need from the layer above. [`Transaction`](crate::Transaction)
 /// implements it.
+///
+/// # Cancel safety
+///
+/// Each method's future is as cancel-safe as the transaction's own method of that
+/// name: a dropped `get`, `get_mut` or `insert` leaves the transaction usable and adds
+/// nothing to what it writes. An implementation must keep that promise.
 pub trait Objects: Send + Sync {
     /// Reads an object at the transaction's snapshot (or its own write).
     fn get<T: Persistent>(
