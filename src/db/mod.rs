@@ -1,5 +1,10 @@
 //! `Db`: a storage, a shared cache of decoded committed states, and transactions.
 //!
+//! [`DbBuilder`] (in `builder.rs`) opens a `Db`; [`Transaction`] (in `transaction.rs`)
+//! reads and writes; the cache and the per-oid locks are `cache.rs` and `locks.rs`.
+//! `docs/DESIGN.md` in the repository follows a commit from `Transaction::commit` to the
+//! disk and back into the cache.
+//!
 //! # How the cache stays right
 //!
 //! Every cache entry is the newest committed version of its oid known to this `Db`,

@@ -1,7 +1,8 @@
 //! Persistent types, typed references and the codec that turns them into records.
 //!
 //! This layer knows nothing of files or sockets: it maps a value of a [`Persistent`]
-//! type to a record's data and refs and back.
+//! type to a record's data and refs and back (the layout is in `codec.rs`; the layers
+//! are described in `docs/DESIGN.md` in the repository).
 
 mod btree;
 mod codec;
