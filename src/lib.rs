@@ -51,13 +51,31 @@
 //! # }
 //! ```
 //!
+//! # Opening a database
+//!
+//! [`Db::open(path)`](Db::open) opens (or creates) a journal file with default
+//! settings. Everything else goes through [`DbBuilder`]: [`Db::builder(path)`](Db::builder)
+//! for a journal file with other settings ([`Durability`], cache size, shared mode,
+//! read-only), [`DbBuilder::memory`] and [`DbBuilder::storage`] for other storages.
+//!
+//! # What the crate root holds
+//!
+//! What an application needs: [`Db`], [`DbBuilder`], [`DbOptions`], [`Transaction`],
+//! [`Ref`], [`Persistent`] (the trait and its derive), [`Counter`], [`BTree`],
+//! [`Error`], [`Result`], [`Oid`], [`Tid`], [`Durability`] and [`Change`] (the change
+//! feed's events). The modules below are the layers, public for those who extend them
+//! (a storage of their own, fault tests on a simulated file).
+//!
 //! # Layers
+//!
+//! Each layer only calls the one below it; `docs/DESIGN.md` in the repository describes
+//! them, the invariants they keep and how the cache stays right.
 //!
 //! - [`record`]: oids, tids and the Durus-framed [`Record`](record::Record).
 //! - [`journal`]: the native file format and its synchronous engine.
 //! - [`storage`]: the async [`Storage`](storage::Storage) trait and its implementations.
 //! - [`object`]: [`Persistent`] types, typed references ([`Ref`]), the codec,
-//!   [`Counter`] and [`BTree`](object::BTree).
+//!   [`Counter`] and [`BTree`].
 //! - [`db`]: [`Db`], its shared cache, and [`Transaction`]s.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -73,7 +91,9 @@ pub mod record;
 pub mod storage;
 mod sync;
 
-pub use db::{Db, DbOptions, Transaction};
+pub use db::{Db, DbBuilder, DbOptions, Transaction};
 pub use error::{Error, Result};
-pub use object::{Counter, Persistent, Ref};
-pub use record::Oid;
+pub use journal::Durability;
+pub use object::{BTree, Counter, Persistent, Ref};
+pub use record::{Oid, Tid};
+pub use storage::Change;

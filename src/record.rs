@@ -94,7 +94,7 @@ pub struct Record {
 /// over them reads memory in order) and mixes the rest into the top bits (which the
 /// table uses to tell keys apart within a group). Collisions cost time, never memory,
 /// so a hostile file can slow a map down but not blow it up.
-#[derive(Default)]
+#[derive(Clone, Debug, Default)]
 pub struct OidHasher(u64);
 
 impl std::hash::Hasher for OidHasher {

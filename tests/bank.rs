@@ -8,8 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use common::Rng;
-use durus::journal::{Durability, JournalOptions};
-use durus::{Db, DbOptions, Error, Persistent, Ref};
+use durus::{Db, Durability, Error, Persistent, Ref};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Default, Serialize, Deserialize, Persistent)]
@@ -30,14 +29,11 @@ const TASKS: u64 = 32;
 const TRANSFERS: u64 = 25;
 
 async fn open(dir: &std::path::Path) -> (Db<Bank>, Vec<Ref<Account>>) {
-    let options = DbOptions {
-        journal: JournalOptions {
-            durability: Durability::Eventual,
-            ..JournalOptions::default()
-        },
-        ..DbOptions::default()
-    };
-    let db: Db<Bank> = Db::open_with(dir.join("bank.durus"), options).await.unwrap();
+    let db: Db<Bank> = Db::builder(dir.join("bank.durus"))
+        .durability(Durability::Eventual)
+        .open()
+        .await
+        .unwrap();
     let mut tx = db.begin().await.unwrap();
     let mut accounts = Vec::new();
     for _ in 0..ACCOUNTS {

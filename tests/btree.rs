@@ -5,11 +5,10 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
+use std::path::Path;
 
 use common::{on_all_runtimes, Rng};
-use durus::journal::{Durability, JournalOptions};
-use durus::object::BTree;
-use durus::{Db, DbOptions, Persistent, Ref, Transaction};
+use durus::{BTree, Db, DbBuilder, Durability, Persistent, Ref, Transaction};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Default, Serialize, Deserialize, Persistent)]
@@ -21,14 +20,8 @@ struct TreeRoot {
 const KEYS: usize = 100_000;
 const BATCH: usize = 10_000;
 
-fn options() -> DbOptions {
-    DbOptions {
-        journal: JournalOptions {
-            durability: Durability::Eventual,
-            ..JournalOptions::default()
-        },
-        ..DbOptions::default()
-    }
+fn builder(path: &Path) -> DbBuilder<TreeRoot> {
+    Db::builder(path).durability(Durability::Eventual)
 }
 
 async fn check_all(tx: &Transaction<TreeRoot>, tree: Ref<BTree<u64, String>>, model: &BTreeMap<u64, String>) {
@@ -72,7 +65,7 @@ fn btree_matches_a_btreemap_across_commits_and_reopen() {
     on_all_runtimes(|rt| async move {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tree.durus");
-        let db: Db<TreeRoot> = Db::open_with(&path, options()).await.unwrap();
+        let db = builder(&path).open().await.unwrap();
         let mut rng = Rng::with_seed(rt.len() as u64);
         let mut model = BTreeMap::new();
 
@@ -143,7 +136,7 @@ fn btree_matches_a_btreemap_across_commits_and_reopen() {
         }
         db.close().await.unwrap();
 
-        let db: Db<TreeRoot> = Db::open_with(&path, options()).await.unwrap();
+        let db = builder(&path).open().await.unwrap();
         let tx = db.begin().await.unwrap();
         let tree = tx.root().await.unwrap().tree.unwrap();
         check_all(&tx, tree, &model).await;
@@ -170,7 +163,7 @@ fn btree_matches_a_btreemap_across_commits_and_reopen() {
 #[test]
 fn concurrent_inserts_into_different_leaves_merge() {
     on_all_runtimes(|_| async {
-        let db: Db<TreeRoot> = Db::memory().await.unwrap();
+        let db: Db<TreeRoot> = DbBuilder::memory().open().await.unwrap();
         let mut tx = db.begin().await.unwrap();
         let tree = BTree::create(&mut tx).await.unwrap();
         for k in 0..1000u64 {

@@ -5,14 +5,19 @@ mod common;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use common::{on_all_runtimes, yield_now, Rng};
 use durus::journal::JournalOptions;
 use durus::object::decode;
-use durus::record::CommitRequest;
-use durus::storage::{FileStorage, Storage};
-use durus::{Db, Persistent, Ref};
+use durus::record::{Changes, CommitRequest, Committed, Loaded, Tid, TxInfo};
+use durus::storage::{FileStorage, MemoryStorage, Storage};
+use durus::{Change, Db, DbBuilder, Oid, Persistent, Ref, Result};
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Default, Serialize, Deserialize, Persistent)]
@@ -49,7 +54,7 @@ async fn poll_then_drop<F: Future>(fut: F, polls: u64) -> Option<F::Output> {
 fn dropping_reads_and_commits_anywhere_keeps_the_db_whole() {
     on_all_runtimes(|rt| async move {
         let (m, storage) = common::mem_file_storage().await;
-        let db: Db<Root> = Db::with_storage(storage.clone()).await.unwrap();
+        let db: Db<Root> = DbBuilder::storage(storage.clone()).open().await.unwrap();
         let mut tx = db.begin().await.unwrap();
         let mut slots = Vec::new();
         for _ in 0..SLOTS {
@@ -70,7 +75,7 @@ fn dropping_reads_and_commits_anywhere_keeps_the_db_whole() {
             if round % 10 == 0 {
                 // A cold Db on the same storage: its reads miss the cache, and dropping
                 // them half way must leave it consistent too.
-                let cold = Db::<Root>::with_storage(storage.clone()).await.unwrap();
+                let cold = DbBuilder::<Root>::storage(storage.clone()).open().await.unwrap();
                 let tx = cold.begin().await.unwrap();
                 for &s in &slots {
                     let polls = rng.u64(..4);
@@ -141,5 +146,86 @@ fn dropping_reads_and_commits_anywhere_keeps_the_db_whole() {
             .await
             .unwrap();
         assert_eq!(reopened.last_tid().await.unwrap().0, start.0 + landed);
+    });
+}
+
+/// A [`MemoryStorage`] whose `transactions` calls never finish while the gate is shut:
+/// a catch-up that can be caught half way.
+struct GatedHistory {
+    inner: MemoryStorage,
+    shut: Arc<AtomicBool>,
+}
+
+impl Storage for GatedHistory {
+    fn load(&self, oid: Oid) -> BoxFuture<'_, Result<Loaded>> {
+        self.inner.load(oid)
+    }
+    fn load_at(&self, oid: Oid, snapshot: Tid) -> BoxFuture<'_, Result<Loaded>> {
+        self.inner.load_at(oid, snapshot)
+    }
+    fn load_many(&self, oids: Vec<Oid>, snapshot: Option<Tid>) -> BoxFuture<'_, Result<Vec<Option<Loaded>>>> {
+        self.inner.load_many(oids, snapshot)
+    }
+    fn new_oids(&self, n: u64) -> BoxFuture<'_, Result<Vec<Oid>>> {
+        self.inner.new_oids(n)
+    }
+    fn commit(&self, req: CommitRequest) -> BoxFuture<'_, Result<Committed>> {
+        self.inner.commit(req)
+    }
+    fn changes_since(&self, since: Tid) -> BoxFuture<'_, Result<Changes>> {
+        self.inner.changes_since(since)
+    }
+    fn last_tid(&self) -> BoxFuture<'_, Result<Tid>> {
+        self.inner.last_tid()
+    }
+    fn catch_up(&self) -> BoxFuture<'_, Result<Option<Tid>>> {
+        self.inner.catch_up()
+    }
+    fn transactions(&self, after: Tid) -> BoxFuture<'_, Result<Vec<TxInfo>>> {
+        if self.shut.load(Ordering::SeqCst) {
+            return futures::future::pending().boxed();
+        }
+        self.inner.transactions(after)
+    }
+    fn tid_at_time(&self, timestamp: u64) -> BoxFuture<'_, Result<Tid>> {
+        self.inner.tid_at_time(timestamp)
+    }
+    fn scan(&self) -> BoxStream<'static, Result<Loaded>> {
+        self.inner.scan()
+    }
+    fn changes(&self) -> BoxStream<'static, Change> {
+        self.inner.changes()
+    }
+    fn close(&self) -> BoxFuture<'_, Result<()>> {
+        self.inner.close()
+    }
+}
+
+#[test]
+fn a_dropped_catch_up_is_done_again_by_the_next_begin() {
+    on_all_runtimes(|_| async {
+        let memory = MemoryStorage::new();
+        let shut = Arc::new(AtomicBool::new(false));
+        let gated = GatedHistory {
+            inner: memory.clone(),
+            shut: shut.clone(),
+        };
+        let a: Db<Root> = DbBuilder::storage(gated).open().await.unwrap();
+        let b: Db<Root> = DbBuilder::storage(memory.clone()).open().await.unwrap();
+        let mut stale = a.begin().await.unwrap();
+        stale.root_mut().await.unwrap().slots.clear();
+        // `b` commits behind `a`'s back, so `a`'s commit conflicts and `a` must catch up.
+        let mut tx = b.begin().await.unwrap();
+        tx.root_mut().await.unwrap().slots.clear();
+        let theirs = tx.commit().await.unwrap().tid;
+        assert!(stale.commit().await.unwrap_err().is_conflict());
+
+        // The catch-up starts and is dropped while it waits for the storage.
+        shut.store(true, Ordering::SeqCst);
+        assert!(poll_then_drop(a.begin(), 3).await.is_none());
+        shut.store(false, Ordering::SeqCst);
+
+        let tx = a.begin().await.unwrap();
+        assert_eq!(tx.snapshot(), theirs, "the next transaction did not catch up");
     });
 }

@@ -13,7 +13,7 @@ use durus::journal::io::MemFile;
 use durus::journal::{Journal, JournalOptions};
 use durus::record::Tid;
 use durus::storage::FileStorage;
-use durus::{Db, Error, Persistent, Ref};
+use durus::{Db, DbBuilder, Error, Persistent, Ref};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use serde::{Deserialize, Serialize};
@@ -140,7 +140,7 @@ fn close_reports_a_failure_among_the_queued_commits() {
         let fs = FileStorage::open_io(Box::new(io), JournalOptions::default())
             .await
             .unwrap();
-        let db: Db<Root> = Db::with_storage(fs).await.unwrap();
+        let db: Db<Root> = DbBuilder::storage(fs).open().await.unwrap();
         let items = setup(&db, 8).await;
         let last_before = db.storage().last_tid().await.unwrap();
 
@@ -165,7 +165,10 @@ fn close_reports_a_failure_among_the_queued_commits() {
         let last = j.last_tid().unwrap();
         assert!(last >= last_before && last.0 <= last_before.0 + 8, "{last:?}");
         let landed = last.0 - last_before.0;
-        let db: Db<Root> = Db::with_storage(durus::storage::Unblocked::new(j)).await.unwrap();
+        let db: Db<Root> = DbBuilder::storage(durus::storage::Unblocked::new(j))
+            .open()
+            .await
+            .unwrap();
         let tx = db.begin().await.unwrap();
         for (i, &r) in items.iter().enumerate() {
             let n = tx.get(r).await.unwrap().n;
@@ -179,7 +182,7 @@ fn close_reports_a_failure_among_the_queued_commits() {
 fn an_encoding_failure_fails_only_its_own_commit() {
     on_all_runtimes(|_| async {
         let (_mem, fs) = common::mem_file_storage().await;
-        let db: Db<Root> = Db::with_storage(fs).await.unwrap();
+        let db: Db<Root> = DbBuilder::storage(fs).open().await.unwrap();
         let items = setup(&db, 4).await;
         let mut pending = queue_commits(&db, &items[..2]).await;
         let mut bad = db.begin().await.unwrap();
@@ -216,7 +219,7 @@ fn small_commits_encode_off_the_callers_thread() {
     }
     common::run_on("futures-executor", async {
         let (_mem, fs) = common::mem_file_storage().await;
-        let db: Db<Root> = Db::with_storage(fs).await.unwrap();
+        let db: Db<Root> = DbBuilder::storage(fs).open().await.unwrap();
         let mut tx = db.begin().await.unwrap();
         tx.insert(Witness).await.unwrap();
         tx.commit().await.unwrap();

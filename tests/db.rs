@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use common::on_all_runtimes;
 use durus::record::Tid;
-use durus::storage::{MemoryStorage, Storage};
-use durus::{Counter, Db, DbOptions, Error, Oid, Persistent, Ref};
+use durus::storage::MemoryStorage;
+use durus::{Counter, Db, DbBuilder, Error, Oid, Persistent, Ref};
 use futures::{FutureExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
@@ -117,7 +117,7 @@ fn types_are_checked() {
             other => panic!("{other:?}"),
         }
         // Also when the object is not cached yet.
-        let fresh: Db<Root> = Db::with_storage_arc(db.storage().clone()).await.unwrap();
+        let fresh: Db<Root> = DbBuilder::storage_arc(db.storage().clone()).open().await.unwrap();
         let tx = fresh.begin().await.unwrap();
         assert!(matches!(tx.get(wrong).await, Err(Error::WrongType { .. })));
         db.close().await.unwrap();
@@ -136,7 +136,7 @@ fn types_are_checked() {
 #[test]
 fn a_read_only_transaction_keeps_its_snapshot() {
     on_all_runtimes(|_| async {
-        let db: Db<Root> = Db::memory().await.unwrap();
+        let db: Db<Root> = DbBuilder::memory().open().await.unwrap();
         let mut tx = db.begin().await.unwrap();
         let items: Vec<_> = futures_collect(&mut tx, 5).await;
         tx.root_mut().await.unwrap().items = items.clone();
@@ -184,7 +184,7 @@ async fn futures_collect(tx: &mut durus::Transaction<Root>, n: u64) -> Vec<Ref<I
 #[test]
 fn write_skew_is_rejected() {
     on_all_runtimes(|_| async {
-        let db: Db<Root> = Db::memory().await.unwrap();
+        let db: Db<Root> = DbBuilder::memory().open().await.unwrap();
         let mut tx = db.begin().await.unwrap();
         let items = futures_collect(&mut tx, 2).await;
         tx.commit().await.unwrap();
@@ -208,7 +208,7 @@ fn write_skew_is_rejected() {
 #[test]
 fn counters_merge_instead_of_conflicting() {
     on_all_runtimes(|_| async {
-        let db: Db<Root> = Db::memory().await.unwrap();
+        let db: Db<Root> = DbBuilder::memory().open().await.unwrap();
         let mut tx = db.begin().await.unwrap();
         let c = tx.insert(Counter::new(0)).await.unwrap();
         tx.root_mut().await.unwrap().counter = Some(c);
@@ -239,7 +239,7 @@ fn counters_merge_instead_of_conflicting() {
 fn concurrent_misses_of_one_oid_load_it_once() {
     on_all_runtimes(|_| async {
         let storage = MemoryStorage::new();
-        let db: Db<Root> = Db::with_storage(storage.clone()).await.unwrap();
+        let db: Db<Root> = DbBuilder::storage(storage.clone()).open().await.unwrap();
         let mut tx = db.begin().await.unwrap();
         let item = tx
             .insert(Item {
@@ -251,7 +251,7 @@ fn concurrent_misses_of_one_oid_load_it_once() {
             .unwrap();
         tx.commit().await.unwrap();
         // A second Db on the same storage starts with a cold cache.
-        let cold: Db<Root> = Db::with_storage(storage).await.unwrap();
+        let cold: Db<Root> = DbBuilder::storage(storage).open().await.unwrap();
         let before = cold.stats().storage_loads;
         let tx = Arc::new(cold.begin().await.unwrap());
         let loads = (0..64).map(|_| {
@@ -269,11 +269,11 @@ fn concurrent_misses_of_one_oid_load_it_once() {
 fn dropped_loads_leave_no_locks_behind() {
     on_all_runtimes(|_| async {
         let storage = MemoryStorage::new();
-        let db: Db<Root> = Db::with_storage(storage.clone()).await.unwrap();
+        let db: Db<Root> = DbBuilder::storage(storage.clone()).open().await.unwrap();
         let mut tx = db.begin().await.unwrap();
         let items = futures_collect(&mut tx, 10).await;
         tx.commit().await.unwrap();
-        let cold: Db<Root> = Db::with_storage(storage).await.unwrap();
+        let cold: Db<Root> = DbBuilder::storage(storage).open().await.unwrap();
         let tx = cold.begin().await.unwrap();
         for i in 0..1000 {
             let mut f = Box::pin(tx.get(items[i % 10]));
@@ -292,11 +292,9 @@ fn dropped_loads_leave_no_locks_behind() {
 #[test]
 fn the_cache_is_bounded() {
     on_all_runtimes(|_| async {
-        let options = DbOptions {
-            cache_size: 100,
-            ..DbOptions::default()
-        };
-        let db: Db<Root> = Db::with_storage_options(MemoryStorage::new(), options)
+        let db: Db<Root> = DbBuilder::storage(MemoryStorage::new())
+            .cache_size(100)
+            .open()
             .await
             .unwrap();
         let mut tx = db.begin().await.unwrap();
@@ -314,7 +312,7 @@ fn the_cache_is_bounded() {
 fn census_objects_and_crawl() {
     on_all_runtimes(|_| async {
         let (_file, storage) = common::mem_file_storage().await;
-        let db: Db<Root> = Db::with_storage(storage.clone()).await.unwrap();
+        let db: Db<Root> = DbBuilder::storage(storage.clone()).open().await.unwrap();
         let mut tx = db.begin().await.unwrap();
         let mut chain = Vec::new();
         for i in 0..50 {
@@ -350,7 +348,7 @@ fn census_objects_and_crawl() {
         assert_eq!(all.len(), 53);
         assert!(all.windows(2).all(|w| w[0].oid < w[1].oid));
 
-        let cold: Db<Root> = Db::with_storage(storage).await.unwrap();
+        let cold: Db<Root> = DbBuilder::storage(storage).open().await.unwrap();
         let visited = cold.crawl(Oid::ROOT, 8, None).await.unwrap();
         assert_eq!(visited, 52, "the root, 50 items and the counter");
         let loads = cold.stats().storage_loads;
@@ -367,25 +365,15 @@ fn census_objects_and_crawl() {
     });
 }
 
-/// `Db::with_storage_arc` shares one storage handle.
-trait WithArc: Sized {
-    fn with_storage_arc(s: Arc<dyn Storage>) -> impl std::future::Future<Output = durus::Result<Self>>;
-}
-impl WithArc for Db<Root> {
-    fn with_storage_arc(s: Arc<dyn Storage>) -> impl std::future::Future<Output = durus::Result<Self>> {
-        Db::from_arc(s, DbOptions::default())
-    }
-}
-
 #[test]
 fn get_many_fetches_misses_in_one_call_and_keeps_snapshots() {
     on_all_runtimes(|_| async {
         let storage = MemoryStorage::new();
-        let db: Db<Root> = Db::with_storage(storage.clone()).await.unwrap();
+        let db: Db<Root> = DbBuilder::storage(storage.clone()).open().await.unwrap();
         let mut tx = db.begin().await.unwrap();
         let items = futures_collect(&mut tx, 40).await;
         tx.commit().await.unwrap();
-        let cold: Db<Root> = Db::with_storage(storage).await.unwrap();
+        let cold: Db<Root> = DbBuilder::storage(storage).open().await.unwrap();
         let old = cold.begin().await.unwrap();
         // A newer commit through the same Db: the old transaction must not see it.
         let mut w = cold.begin().await.unwrap();
@@ -420,7 +408,7 @@ fn db_and_transactions_can_move_between_tasks() {
 fn a_transaction_can_start_in_the_past() {
     on_all_runtimes(|_| async {
         let (_file, storage) = common::mem_file_storage().await;
-        let db: Db<Root> = Db::with_storage(storage).await.unwrap();
+        let db: Db<Root> = DbBuilder::storage(storage).open().await.unwrap();
         let mut tx = db.begin().await.unwrap();
         let item = tx
             .insert(Item {

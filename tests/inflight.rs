@@ -7,9 +7,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 
 use common::{on_all_runtimes, yield_now};
-use durus::journal::{Durability, JournalOptions};
-use durus::record::Tid;
-use durus::{Db, DbOptions, Persistent, Ref};
+use durus::{Db, Durability, Persistent, Ref, Tid};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Default, Serialize, Deserialize, Persistent)]
@@ -34,14 +32,9 @@ const READERS: usize = 3;
 fn loads_racing_commits_see_whole_versions_of_their_snapshot() {
     on_all_runtimes(|_| async {
         let dir = tempfile::tempdir().unwrap();
-        let options = DbOptions {
-            journal: JournalOptions {
-                durability: Durability::Eventual,
-                ..JournalOptions::default()
-            },
-            ..DbOptions::default()
-        };
-        let db: Db<Root> = Db::open_with(dir.path().join("race.durus"), options)
+        let db: Db<Root> = Db::builder(dir.path().join("race.durus"))
+            .durability(Durability::Eventual)
+            .open()
             .await
             .unwrap();
         let mut tx = db.begin().await.unwrap();

@@ -15,8 +15,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 
-use durus::journal::{Journal, JournalOptions};
-use durus::{Db, DbOptions, Persistent, Ref};
+use durus::journal::Journal;
+use durus::{Db, DbBuilder, Persistent, Ref};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Default, Serialize, Deserialize, Persistent)]
@@ -45,19 +45,12 @@ const PROCESSES: usize = 4;
 const TRANSFERS: u64 = 60;
 const CHILD_ENV: &str = "DURUS_BANK_CHILD";
 
-fn options() -> DbOptions {
-    DbOptions {
-        max_attempts: 10_000,
-        journal: JournalOptions {
-            shared: true,
-            ..JournalOptions::default()
-        },
-        ..DbOptions::default()
-    }
+fn builder(path: &Path) -> DbBuilder<Bank> {
+    Db::builder(path).max_attempts(10_000).shared(true)
 }
 
 async fn create(path: &Path) {
-    let db: Db<Bank> = Db::open_with(path, options()).await.unwrap();
+    let db = builder(path).open().await.unwrap();
     let mut tx = db.begin().await.unwrap();
     let mut accounts = Vec::new();
     for _ in 0..ACCOUNTS {
@@ -76,7 +69,7 @@ async fn create(path: &Path) {
 
 /// One child's run: `TRANSFERS` transfers, each acknowledged on stdout once committed.
 async fn child(path: String, me: usize) {
-    let db: Db<Bank> = Db::open_with(path, options()).await.unwrap();
+    let db = builder(Path::new(&path)).open().await.unwrap();
     let bank = db.begin().await.unwrap().root().await.unwrap();
     let ledger = bank.ledgers[me];
     let accounts = bank.accounts.clone();
@@ -182,7 +175,7 @@ fn run(kill_after: Option<u64>) {
     }
 
     futures::executor::block_on(async {
-        let db: Db<Bank> = Db::open_with(&path, options()).await.unwrap();
+        let db = builder(&path).open().await.unwrap();
         // One more commit: it cuts off whatever a killed process left half-written.
         db.transact(|tx| {
             Box::pin(async move {

@@ -5,11 +5,13 @@
 
 mod common;
 
+use std::path::Path;
+
 use common::on_all_runtimes;
 use durus::journal::{Journal, JournalOptions};
 use durus::record::{CommitRequest, Oid, Record, Tid};
 use durus::storage::{Change, FileStorage, Storage};
-use durus::{Db, DbOptions, Error, Persistent, Ref};
+use durus::{Db, DbBuilder, Error, Persistent, Ref};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
@@ -20,14 +22,8 @@ struct Note {
     others: Vec<Ref<Note>>,
 }
 
-fn shared() -> DbOptions {
-    DbOptions {
-        journal: JournalOptions {
-            shared: true,
-            ..JournalOptions::default()
-        },
-        ..DbOptions::default()
-    }
+fn shared(path: &Path) -> DbBuilder<Note> {
+    Db::builder(path).shared(true)
 }
 
 async fn set(db: &Db<Note>, text: &str) -> durus::record::Committed {
@@ -45,8 +41,8 @@ fn two_handles_see_pin_and_conflict_with_each_other() {
     on_all_runtimes(|_| async {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("shared.durus");
-        let a: Db<Note> = Db::open_with(&path, shared()).await.unwrap();
-        let b: Db<Note> = Db::open_with(&path, shared()).await.unwrap();
+        let a = shared(&path).open().await.unwrap();
+        let b = shared(&path).open().await.unwrap();
 
         // A commit by one is seen by the other's next transaction.
         let c1 = set(&a, "a1").await;
@@ -136,8 +132,8 @@ fn the_feed_reports_other_handles_commits() {
     on_all_runtimes(|_| async {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("feed.durus");
-        let a: Db<Note> = Db::open_with(&path, shared()).await.unwrap();
-        let b: Db<Note> = Db::open_with(&path, shared()).await.unwrap();
+        let a = shared(&path).open().await.unwrap();
+        let b = shared(&path).open().await.unwrap();
         let mut feed = a.changes();
         let mine = set(&a, "one").await;
         let theirs = set(&b, "two").await;

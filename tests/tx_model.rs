@@ -9,7 +9,7 @@ use common::on_all_runtimes;
 use durus::journal::io::MemFile;
 use durus::journal::{Durability, JournalOptions};
 use durus::storage::FileStorage;
-use durus::{Db, DbOptions, Error, Persistent, Ref, Transaction};
+use durus::{Db, DbBuilder, Error, Persistent, Ref, Transaction};
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -67,15 +67,11 @@ async fn run(ops: Vec<Op>, cache_size: usize) {
     )
     .await
     .unwrap();
-    let db: Db<Root> = Db::with_storage_options(
-        storage,
-        DbOptions {
-            cache_size,
-            ..DbOptions::default()
-        },
-    )
-    .await
-    .unwrap();
+    let db: Db<Root> = DbBuilder::storage(storage)
+        .cache_size(cache_size)
+        .open()
+        .await
+        .unwrap();
     let mut tx = db.begin().await.unwrap();
     let mut objs = Vec::new();
     for _ in 0..OBJS {

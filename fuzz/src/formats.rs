@@ -24,7 +24,7 @@ pub enum Piece {
     BlockHeader = 1,
     /// `Slot::decode`.
     Slot = 2,
-    /// `decode_entry` (a record entry inside a transaction).
+    /// `decode_entry` or `decode_entry_unverified` (a record entry inside a transaction).
     Entry = 3,
     /// `CheckpointLayout::of` a header built from the input's fields.
     CheckpointShape = 4,
@@ -38,7 +38,8 @@ const PIECES: u8 = 6;
 /// Flag bit of the first byte: recompute the piece's checksum before decoding, so that
 /// mutations of the fields behind it reach the structural checks.
 pub const FORMAT_FIX_CRC: u8 = 0x10;
-/// Flag bit of the first byte: `decode_entry` verifies the entry's checksum.
+/// Flag bit of the first byte: decode an entry with `decode_entry`, which verifies its
+/// checksum, instead of `decode_entry_unverified`.
 pub const FORMAT_VERIFY: u8 = 0x20;
 
 impl Piece {

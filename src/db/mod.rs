@@ -1,5 +1,11 @@
 //! `Db`: a storage, a shared cache of decoded committed states, and transactions.
 //!
+//! [`DbBuilder`] (in `builder.rs`) opens a `Db`; [`Transaction`] (in `transaction.rs`)
+//! reads and writes; the cache and the per-oid locks are `cache.rs` and `locks.rs`, and
+//! reading through them is `read.rs`.
+//! `docs/DESIGN.md` in the repository follows a commit from `Transaction::commit` to the
+//! disk and back into the cache.
+//!
 //! # How the cache stays right
 //!
 //! Every cache entry is the newest committed version of its oid known to this `Db`,
@@ -18,8 +24,10 @@
 //! write to (a journal in shared mode), every new transaction first asks the storage
 //! to catch up ([`Storage::catch_up`]) and does the same with what others committed.
 
+mod builder;
 mod cache;
 mod locks;
+mod read;
 mod tools;
 mod transaction;
 
@@ -31,25 +39,28 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use futures::stream::{FuturesOrdered, StreamExt};
 
 use self::cache::{AnyState, Cache, Entry, State};
 use self::locks::LockMap;
 use crate::error::{Error, Result};
 use crate::journal::JournalOptions;
-use crate::object::{decode, encode, Persistent, Ref};
-use crate::record::{CommitRequest, Loaded, Oid, Record, Tid};
-use crate::storage::{FileStorage, MemoryStorage, Storage};
+use crate::object::{encode, Persistent, Ref};
+use crate::record::{CommitRequest, Oid, Record, Tid};
+use crate::storage::Storage;
 
+pub use builder::DbBuilder;
 pub use tools::ObjectInfo;
+pub use transaction::Transaction;
 
 /// Batches of at least this many states are encoded or decoded on the blocking pool;
 /// smaller ones cost less than the hand-off and stay on the caller's task.
 const OFFLOAD_AT: usize = 64;
-pub use transaction::Transaction;
 
-/// Settings of a [`Db`].
+/// Settings of a [`Db`], for [`DbBuilder::options`]. Usually the builder's own setters
+/// are simpler; start from `DbOptions::default()` to set fields directly (the struct is
+/// `#[non_exhaustive]`, so settings can be added without breaking anyone).
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct DbOptions {
     /// About how many decoded objects the shared cache keeps (Durus's `cache_size`).
     pub cache_size: usize,
@@ -60,7 +71,8 @@ pub struct DbOptions {
     pub backoff: Duration,
     /// The longest backoff between attempts.
     pub max_backoff: Duration,
-    /// How the journal file is opened by [`Db::open`].
+    /// How the journal file is opened, when the database is in one ([`Db::open`],
+    /// [`Db::builder`]); other storages are opened by their own options.
     pub journal: JournalOptions,
 }
 
@@ -78,6 +90,7 @@ impl Default for DbOptions {
 
 /// Counters of a [`Db`]'s work.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DbStats {
     /// Calls that loaded from the storage (cache misses, batches of misses, and reads
     /// of versions older than the cached one).
@@ -128,36 +141,40 @@ impl<R> Clone for Db<R> {
     }
 }
 
+impl<R> std::fmt::Debug for Db<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let inner = &self.inner;
+        f.debug_struct("Db")
+            .field("root", &std::any::type_name::<R>())
+            .field("snapshot", &Tid(inner.cache_tid.load(Ordering::Acquire)))
+            .field("cached", &inner.cache.len())
+            .field("cache_size", &inner.options.cache_size)
+            .field("needs_resync", &inner.needs_resync.load(Ordering::Acquire))
+            .finish_non_exhaustive()
+    }
+}
+
 impl<R: Persistent + Default> Db<R> {
-    /// Opens or creates the journal file at `path` (the embedded default), creating the
-    /// root as `R::default()` if the file is new.
+    /// Opens or creates the journal file at `path` (the embedded default) with default
+    /// options, creating the root as `R::default()` if the file is new. The same as
+    /// `Db::builder(path).open()`; [`Db::builder`] sets options, and [`DbBuilder`] opens
+    /// databases in memory or on another storage.
+    ///
+    /// # Errors
+    ///
+    /// As [`DbBuilder::open`]: [`Error::Locked`] while another process writes the file,
+    /// [`Error::Format`], [`Error::Version`] or [`Error::Corrupt`] for a file this build
+    /// cannot read, [`Error::WrongType`] if the stored root is not an `R`.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`DbBuilder::open`]: dropping the future leaves the file consistent.
     pub async fn open(path: impl Into<PathBuf>) -> Result<Db<R>> {
-        Db::open_with(path, DbOptions::default()).await
+        Db::builder(path).open().await
     }
 
-    /// [`Db::open`] with options.
-    pub async fn open_with(path: impl Into<PathBuf>, options: DbOptions) -> Result<Db<R>> {
-        let storage = FileStorage::open(path, options.journal.clone()).await?;
-        Db::with_storage_options(storage, options).await
-    }
-
-    /// A database in memory.
-    pub async fn memory() -> Result<Db<R>> {
-        Db::with_storage(MemoryStorage::new()).await
-    }
-
-    /// A database on any storage.
-    pub async fn with_storage(storage: impl Storage) -> Result<Db<R>> {
-        Db::with_storage_options(storage, DbOptions::default()).await
-    }
-
-    /// A database on any storage, with options.
-    pub async fn with_storage_options(storage: impl Storage, options: DbOptions) -> Result<Db<R>> {
-        Db::from_arc(Arc::new(storage), options).await
-    }
-
-    /// A database on a shared storage handle.
-    pub async fn from_arc(storage: Arc<dyn Storage>, options: DbOptions) -> Result<Db<R>> {
+    /// A database on `storage`: the one constructor every way of opening ends in.
+    async fn start(storage: Arc<dyn Storage>, options: DbOptions) -> Result<Db<R>> {
         let last = storage.last_tid().await?;
         let db = Db {
             inner: Arc::new(Inner {
@@ -202,7 +219,45 @@ impl<R: Persistent + Default> Db<R> {
 }
 
 impl<R: Persistent> Db<R> {
-    /// Starts a transaction on a snapshot of everything committed so far.
+    /// Starts a transaction on a snapshot of everything committed so far (in shared
+    /// mode, also by other processes: it catches up with them first).
+    ///
+    /// The transaction reads that snapshot plus its own writes, however long it lives and
+    /// whatever others commit meanwhile; [`commit`](Transaction::commit) applies its
+    /// writes, and dropping it abandons them.
+    ///
+    /// ```
+    /// use durus::{Db, DbBuilder, Persistent};
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Clone, Default, Serialize, Deserialize, Persistent)]
+    /// struct Visits {
+    ///     count: u64,
+    /// }
+    ///
+    /// # futures::executor::block_on(async {
+    /// let db: Db<Visits> = DbBuilder::memory().open().await?;
+    /// let reader = db.begin().await?; // a snapshot before the change below
+    ///
+    /// let mut tx = db.begin().await?;
+    /// tx.root_mut().await?.count += 1;
+    /// tx.commit().await?;
+    ///
+    /// assert_eq!(reader.root().await?.count, 0); // its snapshot does not move
+    /// assert_eq!(db.begin().await?.root().await?.count, 1);
+    /// # Ok::<(), durus::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] once the database is closed; in shared mode, the errors of
+    /// reading what other processes appended ([`Error::Io`], [`Error::Corrupt`]).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only reads. If it is dropped while catching up with the storage,
+    /// the next `begin` does the catch-up again.
     pub async fn begin(&self) -> Result<Transaction<R>> {
         if let Some(last) = self.inner.storage.catch_up().await? {
             if last.0 > self.inner.cache_tid.load(Ordering::Acquire) {
@@ -221,6 +276,15 @@ impl<R: Persistent> Db<R> {
     /// Starts a transaction on the database as it was right after transaction `tid`
     /// (the journal keeps every version). Reads see that past state; a commit succeeds
     /// only if nothing it read or writes has changed since, as for any transaction.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::SnapshotAhead`] if `tid` is after the last committed transaction; the
+    /// errors of [`begin`](Db::begin).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe, as [`begin`](Db::begin).
     pub async fn begin_at(&self, tid: Tid) -> Result<Transaction<R>> {
         let now = self.begin().await?;
         if tid > now.snapshot() {
@@ -231,7 +295,16 @@ impl<R: Persistent> Db<R> {
 
     /// Starts a transaction on the database as it was at `timestamp` (microseconds since
     /// the Unix epoch, as in [`Committed::timestamp`](crate::record::Committed)): the
-    /// snapshot of the last transaction committed at or before then.
+    /// snapshot of the last transaction committed at or before then ([`Tid::ZERO`], the
+    /// empty database, if none was).
+    ///
+    /// # Errors
+    ///
+    /// The errors of [`begin`](Db::begin), and of reading the storage's history.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe, as [`begin`](Db::begin).
     pub async fn begin_at_time(&self, timestamp: u64) -> Result<Transaction<R>> {
         let tid = self.inner.storage.tid_at_time(timestamp).await?;
         self.begin_at(tid).await
@@ -248,7 +321,7 @@ impl<R: Persistent> Db<R> {
     /// ```
     /// # use durus::{Counter, Db, Ref};
     /// # futures::executor::block_on(async {
-    /// # let db: Db<Counter> = Db::memory().await?;
+    /// # let db: Db<Counter> = durus::DbBuilder::memory().open().await?;
     /// let hits = db
     ///     .transact(|tx| {
     ///         Box::pin(async move {
@@ -265,6 +338,17 @@ impl<R: Persistent> Db<R> {
     ///
     /// Backoff sleeps run on a thread of the `blocking` pool rather than any runtime's
     /// timer, so this works under every executor.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Conflict`] if the last of [`DbOptions::max_attempts`] attempts still
+    /// conflicted; any other error of `f` or of [`commit`](Transaction::commit) at once.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future abandons the attempt under way. If it was committing, that
+    /// commit may still land, as for [`Transaction::commit`]; so a dropped `transact`
+    /// has run `f`'s changes at most once, and possibly once.
     pub async fn transact<T, F>(&self, mut f: F) -> Result<T>
     where
         F: for<'t> FnMut(&'t mut Transaction<R>) -> BoxFuture<'t, Result<T>>,
@@ -289,7 +373,30 @@ impl<R: Persistent> Db<R> {
     }
 
     /// The change feed: every transaction committed from now on (see
-    /// [`Storage::changes`]).
+    /// [`Storage::changes`]), with its tid, timestamp and the oids it wrote; in shared
+    /// mode also those of other processes, as each `begin` catches up with them.
+    ///
+    /// ```
+    /// use durus::{Change, Counter, Db, DbBuilder, Ref};
+    /// use futures::StreamExt;
+    ///
+    /// # futures::executor::block_on(async {
+    /// let db: Db<Counter> = DbBuilder::memory().open().await?;
+    /// let mut feed = db.changes();
+    /// let mut tx = db.begin().await?;
+    /// tx.root_mut().await?.increment();
+    /// let done = tx.commit().await?;
+    ///
+    /// match feed.next().await {
+    ///     Some(Change::Committed { tid, oids, .. }) => {
+    ///         assert_eq!(tid, done.tid);
+    ///         assert_eq!(oids, [Ref::<Counter>::root().oid()]);
+    ///     }
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # Ok::<(), durus::Error>(())
+    /// # }).unwrap();
+    /// ```
     pub fn changes(&self) -> futures::stream::BoxStream<'static, crate::storage::Change> {
         self.inner.storage.changes()
     }
@@ -316,6 +423,20 @@ impl<R: Persistent> Db<R> {
     /// storage. Returns an error if the storage cannot close cleanly, including when an
     /// earlier write or sync failed ([`Error::Poisoned`]): then some of this session's
     /// commits may not be on disk, though every acknowledged one is.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Poisoned`] after a failed write or sync earlier in this session;
+    /// [`Error::Io`] if writing the journal's last checkpoint or trimming its
+    /// preallocated space fails now. Closing again is not an error.
+    ///
+    /// # Cancel safety
+    ///
+    /// Once polled, the storage refuses new commits even if the future is then dropped;
+    /// commits already queued still land or fail on the storage's writer job. Whether the
+    /// storage itself finished closing (its last checkpoint written) is then unknown; its
+    /// file is released when the last handle is dropped. Await it to hear about a
+    /// poisoned session.
     pub async fn close(&self) -> Result<()> {
         self.inner.storage.close().await
     }
@@ -328,9 +449,7 @@ async fn sleep(d: Duration) {
 
 /// `d` scaled by a pseudo-random factor in [0.5, 1.5), so retrying tasks spread out.
 fn jitter(d: Duration) -> Duration {
-    use std::hash::{BuildHasher, RandomState};
-    let r = RandomState::new().hash_one(std::time::Instant::now()) % 1000;
-    d.mul_f64(0.5 + r as f64 / 1000.0)
+    d.mul_f64(0.5 + fastrand::f64())
 }
 
 impl Inner {
@@ -347,157 +466,6 @@ impl Inner {
         pool.0
             .pop()
             .ok_or_else(|| Error::Invalid("the storage handed out no oids".into()))
-    }
-
-    /// Loads `oid` as a `T` at `snapshot`: from the cache when its entry is visible at
-    /// the snapshot, else from the storage (filling the cache with the newest version).
-    async fn load<T: Persistent>(&self, oid: Oid, snapshot: Tid) -> Result<(Arc<T>, Tid)> {
-        if let Some(hit) = self.cached::<T>(oid, snapshot)? {
-            return Ok(hit);
-        }
-        let newest = {
-            let _g = self.locks.lock(oid).await;
-            if let Some(hit) = self.cached::<T>(oid, snapshot)? {
-                return Ok(hit);
-            }
-            self.storage_loads.fetch_add(1, Ordering::Relaxed);
-            let Loaded { record, tid } = self.storage.load(oid).await?;
-            let state = Arc::new(decode::<T>(oid, &record.data)?);
-            self.cache.insert(
-                oid,
-                Entry {
-                    tid,
-                    state: State::Typed(state.clone(), T::TYPE_NAME),
-                },
-            );
-            (state, tid)
-        };
-        if newest.1 <= snapshot {
-            return Ok(newest);
-        }
-        self.load_old(oid, snapshot).await
-    }
-
-    /// Loads many oids as `T`s at `snapshot`, fetching the cache misses with one storage
-    /// call per chunk. Chunks are fetched a few at a time and decoded on the blocking
-    /// pool, so reading the file and decoding overlap.
-    async fn load_many<T: Persistent>(&self, oids: &[Oid], snapshot: Tid) -> Result<Vec<Arc<T>>> {
-        const CHUNK: usize = 1024;
-        const IN_FLIGHT: usize = 3;
-        let mut out: Vec<Option<Arc<T>>> = Vec::with_capacity(oids.len());
-        let mut missing = Vec::new();
-        for &oid in oids {
-            match self.cached::<T>(oid, snapshot)? {
-                Some((t, _)) => out.push(Some(t)),
-                None => {
-                    out.push(None);
-                    missing.push(oid);
-                }
-            }
-        }
-        if !missing.is_empty() {
-            missing.sort_unstable();
-            missing.dedup();
-            let _guards = self.locks.lock_many(missing.iter().copied()).await;
-            // Double-check under the locks; fetch only what is still missing.
-            let mut fetch = Vec::with_capacity(missing.len());
-            for &oid in &missing {
-                if !self.cache.contains(oid) {
-                    fetch.push(oid);
-                }
-            }
-            // A few chunks in flight at once, consumed in order. (A plain loop rather than
-            // stream combinators with closures keeps this future provably `Send`.)
-            let mut chunks = fetch.chunks(CHUNK);
-            let mut pending = FuturesOrdered::new();
-            for c in chunks.by_ref().take(IN_FLIGHT) {
-                pending.push_back(self.fetch_decoded::<T>(c.to_vec()));
-            }
-            while let Some(done) = pending.next().await {
-                for (oid, state, tid) in done? {
-                    self.cache.insert(
-                        oid,
-                        Entry {
-                            tid,
-                            state: State::Typed(state, T::TYPE_NAME),
-                        },
-                    );
-                }
-                if let Some(c) = chunks.next() {
-                    pending.push_back(self.fetch_decoded::<T>(c.to_vec()));
-                }
-            }
-        }
-        // Fill from the cache (now holding the newest versions); snapshots older than
-        // the newest version read it from the storage.
-        let mut result = Vec::with_capacity(out.len());
-        for (i, o) in out.into_iter().enumerate() {
-            match o {
-                Some(t) => result.push(t),
-                None => match self.cached::<T>(oids[i], snapshot)? {
-                    Some((t, _)) => result.push(t),
-                    None => result.push(self.load_old::<T>(oids[i], snapshot).await?.0),
-                },
-            }
-        }
-        Ok(result)
-    }
-
-    /// Loads the newest versions of `chunk` and decodes them (on the blocking pool when
-    /// there are many).
-    async fn fetch_decoded<T: Persistent>(&self, chunk: Vec<Oid>) -> Result<Vec<(Oid, Arc<T>, Tid)>> {
-        self.storage_loads.fetch_add(1, Ordering::Relaxed);
-        let loaded = self.storage.load_many(chunk.clone(), None).await?;
-        let many = chunk.len() >= OFFLOAD_AT;
-        let decode_all = move || -> Result<Vec<(Oid, Arc<T>, Tid)>> {
-            chunk
-                .into_iter()
-                .zip(loaded)
-                .map(|(oid, l)| {
-                    let Loaded { record, tid } = l.ok_or(Error::NotFound { oid })?;
-                    Ok((oid, Arc::new(decode::<T>(oid, &record.data)?), tid))
-                })
-                .collect()
-        };
-        if many {
-            blocking::unblock(decode_all).await
-        } else {
-            decode_all()
-        }
-    }
-
-    /// Reads a version older than the cached one straight from the storage.
-    async fn load_old<T: Persistent>(&self, oid: Oid, snapshot: Tid) -> Result<(Arc<T>, Tid)> {
-        self.storage_loads.fetch_add(1, Ordering::Relaxed);
-        let Loaded { record, tid } = self.storage.load_at(oid, snapshot).await?;
-        Ok((Arc::new(decode::<T>(oid, &record.data)?), tid))
-    }
-
-    /// The cached state of `oid` if it is visible at `snapshot`; `Ok(None)` on a miss or
-    /// when the snapshot needs an older version.
-    fn cached<T: Persistent>(&self, oid: Oid, snapshot: Tid) -> Result<Option<(Arc<T>, Tid)>> {
-        let Some(e) = self.cache.get(oid) else {
-            return Ok(None);
-        };
-        if e.tid > snapshot {
-            return Ok(None);
-        }
-        match e.state {
-            State::Typed(any, name) => match any.downcast::<T>() {
-                Ok(t) => Ok(Some((t, e.tid))),
-                Err(_) => Err(Error::WrongType {
-                    oid,
-                    expected: T::TYPE_NAME.into(),
-                    found: name.into(),
-                }),
-            },
-            State::Raw(data) => {
-                let t = Arc::new(decode::<T>(oid, &data)?);
-                let any: AnyState = t.clone();
-                self.cache.upgrade(oid, e.tid, any, T::TYPE_NAME);
-                Ok(Some((t, e.tid)))
-            }
-        }
     }
 
     /// Records that `tid`'s states are in the cache, advancing the snapshot for new
@@ -520,14 +488,11 @@ impl Inner {
         if !self.needs_resync.swap(false, Ordering::AcqRel) {
             return Ok(());
         }
+        // Until this catch-up is done, the next transaction must do it again: when the
+        // storage fails it, and when this future is dropped at one of its awaits.
+        let mut armed = ResyncOnDrop(Some(&self.needs_resync));
         let from = Tid(self.cache_tid.load(Ordering::Acquire));
-        let txs = match self.storage.transactions(from).await {
-            Ok(t) => t,
-            Err(e) => {
-                self.needs_resync.store(true, Ordering::Release);
-                return Err(e);
-            }
-        };
+        let txs = self.storage.transactions(from).await?;
         let reached = txs.last().map_or(from, |tx| tx.tid).max(from);
         // Each oid once, with the newest transaction that wrote it.
         let mut newest: std::collections::BTreeMap<Oid, Tid> = std::collections::BTreeMap::new();
@@ -550,6 +515,7 @@ impl Inner {
             at += 1;
         }
         self.cache_tid.store(at, Ordering::Release);
+        armed.0 = None;
         Ok(())
     }
 
@@ -610,4 +576,22 @@ impl Drop for ResyncOnDrop<'_> {
 fn to_record<T: Persistent>(oid: Oid, value: &T) -> Result<Record> {
     let (data, refs) = encode(value)?;
     Ok(Record::new(oid, data, refs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_within_half_and_one_and_a_half() {
+        fastrand::seed(7);
+        let d = Duration::from_millis(10);
+        let draws: Vec<Duration> = (0..1000).map(|_| jitter(d)).collect();
+        assert!(draws.iter().all(|j| *j >= d / 2 && *j < d * 3 / 2));
+        let (lo, hi) = (draws.iter().min(), draws.iter().max());
+        assert!(
+            hi.zip(lo).is_some_and(|(h, l)| *h - *l > d / 2),
+            "the draws spread out"
+        );
+    }
 }

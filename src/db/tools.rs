@@ -14,6 +14,7 @@ use crate::record::{Oid, Tid};
 
 /// One stored object, as seen by [`Db::objects`].
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ObjectInfo {
     /// Its oid.
     pub oid: Oid,
@@ -48,6 +49,15 @@ impl<R: Persistent> Db<R> {
     }
 
     /// How many objects of each type name the database holds.
+    ///
+    /// # Errors
+    ///
+    /// The storage's errors while scanning; [`Error::Codec`](crate::Error::Codec) for a
+    /// record whose type name cannot be read.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only reads.
     pub async fn census(&self) -> Result<BTreeMap<String, u64>> {
         self.objects()
             .try_fold(BTreeMap::new(), |mut m, o| async move {
@@ -61,6 +71,11 @@ impl<R: Persistent> Db<R> {
     /// one storage call per batch, into the cache (at most `limit` of them, or as many as
     /// the cache holds), so that later reads hit the cache (Durus's `get_crawler`).
     /// Returns how many objects it visited.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: dropping it stops the crawl; what it put in the cache stays there,
+    /// each entry whole, and the oid locks it held are released.
     pub async fn crawl(&self, start: Oid, batch: usize, limit: Option<usize>) -> Result<usize> {
         let inner = &self.inner;
         let limit = limit.unwrap_or(usize::MAX).min(inner.cache.capacity());

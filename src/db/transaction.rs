@@ -93,6 +93,16 @@ pub struct Transaction<R> {
     writes: BTreeMap<Oid, Box<dyn AnyWrite>>,
 }
 
+impl<R> std::fmt::Debug for Transaction<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transaction")
+            .field("snapshot", &self.snapshot)
+            .field("reads", &crate::sync::lock(&self.reads).len())
+            .field("writes", &self.writes.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl<R: Persistent> Transaction<R> {
     pub(super) fn new(db: Db<R>, snapshot: Tid) -> Transaction<R> {
         Transaction {
@@ -110,6 +120,18 @@ impl<R: Persistent> Transaction<R> {
 
     /// Reads an object: this transaction's own write of it, or its committed state as
     /// of the snapshot. Cheap when cached: the state is shared, not copied.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] if no object with this oid existed at the snapshot;
+    /// [`Error::WrongType`] if it is not a `T`; [`Error::Codec`] if its stored state no
+    /// longer decodes as a `T` (a changed struct definition); the storage's errors
+    /// ([`Error::Closed`], [`Error::Io`], [`Error::Corrupt`]) on a cache miss.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: the transaction stays usable, and a later read of the same object
+    /// loads it again. The object counts as read for the commit's conflict check.
     pub async fn get<T: Persistent>(&self, r: Ref<T>) -> Result<Arc<T>> {
         let oid = r.oid();
         if let Some(w) = self.writes.get(&oid) {
@@ -127,6 +149,14 @@ impl<R: Persistent> Transaction<R> {
     /// Reads many objects of one type at once; every one that is not cached is fetched
     /// from the storage in one call (per 1,024), which makes walking a large graph level
     /// by level far cheaper than one `get` at a time.
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Transaction::get), for the first object that fails.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe, as [`get`](Transaction::get).
     pub async fn get_many<T: Persistent>(&self, refs: &[Ref<T>]) -> Result<Vec<Arc<T>>> {
         let mut out: Vec<Option<Arc<T>>> = Vec::with_capacity(refs.len());
         let mut need = Vec::new();
@@ -169,17 +199,72 @@ impl<R: Persistent> Transaction<R> {
     }
 
     /// The root object.
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Transaction::get).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe, as [`get`](Transaction::get).
     pub async fn root(&self) -> Result<Arc<R>> {
         self.get(Ref::<R>::root()).await
     }
 
     /// The root object, to change.
+    ///
+    /// # Errors
+    ///
+    /// As [`get_mut`](Transaction::get_mut).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe, as [`get_mut`](Transaction::get_mut).
     pub async fn root_mut(&mut self) -> Result<&mut R> {
         self.get_mut(Ref::<R>::root()).await
     }
 
     /// An object to change. The first call copies the state into this transaction
     /// (copy-on-write); the change is written at commit, so it cannot be forgotten.
+    ///
+    /// ```
+    /// use durus::{Db, DbBuilder, Persistent, Ref};
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Clone, Default, Serialize, Deserialize, Persistent)]
+    /// struct Shop {
+    ///     items: Vec<Ref<Item>>,
+    /// }
+    ///
+    /// #[derive(Clone, Serialize, Deserialize, Persistent)]
+    /// struct Item {
+    ///     stock: u32,
+    /// }
+    ///
+    /// # futures::executor::block_on(async {
+    /// let db: Db<Shop> = DbBuilder::memory().open().await?;
+    /// let mut tx = db.begin().await?;
+    /// let item = tx.insert(Item { stock: 3 }).await?;
+    /// tx.root_mut().await?.items.push(item);
+    /// tx.commit().await?;
+    ///
+    /// let mut tx = db.begin().await?;
+    /// tx.get_mut(item).await?.stock -= 1; // no `put` needed: the change is kept
+    /// tx.commit().await?;
+    /// assert_eq!(db.begin().await?.get(item).await?.stock, 2);
+    /// # Ok::<(), durus::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Transaction::get) on first use; [`Error::WrongType`] if this
+    /// transaction already wrote the object as another type.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: if it is dropped before it returns, the object is not in the write
+    /// set and the transaction stays usable.
     pub async fn get_mut<T: Persistent>(&mut self, r: Ref<T>) -> Result<&mut T> {
         let oid = r.oid();
         if !self.writes.contains_key(&oid) {
@@ -206,6 +291,14 @@ impl<R: Persistent> Transaction<R> {
     }
 
     /// Changes an object with `f`; shorthand for [`get_mut`](Self::get_mut).
+    ///
+    /// # Errors
+    ///
+    /// As [`get_mut`](Transaction::get_mut).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: `f` runs only once the object is loaded, after the last await.
     pub async fn update<T: Persistent, U>(&mut self, r: Ref<T>, f: impl FnOnce(&mut T) -> U) -> Result<U> {
         Ok(f(self.get_mut(r).await?))
     }
@@ -222,6 +315,49 @@ impl<R: Persistent> Transaction<R> {
     }
 
     /// Adds a new object, returning its reference at once. It is stored at commit.
+    ///
+    /// The reference can be stored in other objects of the same transaction right
+    /// away; it names an oid that no other object has ever had or will have.
+    ///
+    /// ```
+    /// use durus::{Db, DbBuilder, Persistent, Ref};
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Clone, Default, Serialize, Deserialize, Persistent)]
+    /// struct Family {
+    ///     eldest: Option<Ref<Person>>,
+    /// }
+    ///
+    /// #[derive(Clone, Serialize, Deserialize, Persistent)]
+    /// struct Person {
+    ///     name: String,
+    ///     parent: Option<Ref<Person>>,
+    /// }
+    ///
+    /// # futures::executor::block_on(async {
+    /// let db: Db<Family> = DbBuilder::memory().open().await?;
+    /// let mut tx = db.begin().await?;
+    /// let ann = tx.insert(Person { name: "Ann".into(), parent: None }).await?;
+    /// let bo = tx.insert(Person { name: "Bo".into(), parent: Some(ann) }).await?;
+    /// tx.root_mut().await?.eldest = Some(ann);
+    /// tx.commit().await?;
+    ///
+    /// let tx = db.begin().await?;
+    /// let parent = tx.get(bo).await?.parent.expect("Bo has a parent");
+    /// assert_eq!(tx.get(parent).await?.name, "Ann");
+    /// # Ok::<(), durus::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The storage's errors when it hands out oids ([`Error::Closed`],
+    /// [`Error::ReadOnly`], [`Error::Io`]).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: if it is dropped, the object is not added. An oid the storage
+    /// handed out for it may go unused; oids are never reused, so that costs nothing.
     pub async fn insert<T: Persistent>(&mut self, value: T) -> Result<Ref<T>> {
         let oid = self.db.inner.new_oid().await?;
         self.put(Ref::from_oid(oid), value);
@@ -238,6 +374,17 @@ impl<R: Persistent> Transaction<R> {
     /// durable (under the storage's durability mode) and visible to new transactions.
     /// A transaction that wrote nothing commits at once, without touching the storage:
     /// it returns its snapshot's tid and a timestamp of 0.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::Conflict`] (naming the oids) if an object it read or wrote was
+    ///   committed by someone else after its snapshot and could not be merged: nothing
+    ///   was written; run it again on a new snapshot ([`Db::transact`] does that).
+    /// - [`Error::Io`] if writing or syncing this commit failed, [`Error::Poisoned`]
+    ///   for every commit after such a failure: the commit may or may not be on disk,
+    ///   and the storage takes no more writes; reopen the database.
+    /// - [`Error::Closed`], [`Error::ReadOnly`]; [`Error::Codec`] if a state cannot be
+    ///   encoded; [`Error::TooLarge`] for a state over the format's limits.
     ///
     /// # Cancel safety
     ///

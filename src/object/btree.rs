@@ -29,6 +29,45 @@ pub trait Value: Clone + Serialize + DeserializeOwned + Send + Sync + 'static {}
 impl<T: Clone + Serialize + DeserializeOwned + Send + Sync + 'static> Value for T {}
 
 /// A persistent B-tree map. Create one with [`BTree::create`] and keep its `Ref`.
+///
+/// Every operation takes the transaction it runs in (anything that implements
+/// [`Objects`], such as [`Transaction`](crate::Transaction)) and the tree's `Ref`.
+///
+/// ```
+/// use durus::{BTree, Db, DbBuilder, Persistent, Ref};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Clone, Default, Serialize, Deserialize, Persistent)]
+/// struct Index {
+///     by_name: Option<Ref<BTree<String, u32>>>,
+/// }
+///
+/// # futures::executor::block_on(async {
+/// let db: Db<Index> = DbBuilder::memory().open().await?;
+/// let mut tx = db.begin().await?;
+/// let tree = BTree::create(&mut tx).await?;
+/// tx.root_mut().await?.by_name = Some(tree);
+/// for (i, name) in ["carol", "alice", "bob"].into_iter().enumerate() {
+///     BTree::insert(&mut tx, tree, name.to_string(), i as u32).await?;
+/// }
+/// tx.commit().await?;
+///
+/// let tx = db.begin().await?;
+/// let tree = tx.root().await?.by_name.expect("created above");
+/// assert_eq!(BTree::get(&tx, tree, &"bob".to_string()).await?, Some(2));
+/// let names: Vec<String> = BTree::entries(&tx, tree).await?.into_iter().map(|(k, _)| k).collect();
+/// assert_eq!(names, ["alice", "bob", "carol"]);
+/// # Ok::<(), durus::Error>(())
+/// # }).unwrap();
+/// ```
+///
+/// # Cancel safety
+///
+/// The reading functions (`len`, `is_empty`, `get`, `range`, `entries`) are
+/// cancel-safe. The changing ones (`create`, `insert`, `remove`) change several nodes
+/// one after another: if one of their futures is dropped before it completes, the
+/// transaction may hold part of the change (a split half done), so drop that
+/// transaction instead of committing it. What is stored is untouched until a commit.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(bound = "")]
 pub struct BTree<K, V> {
@@ -80,6 +119,12 @@ type NodeRef<K, V> = Ref<BTreeNode<K, V>>;
 
 impl<K: Key, V: Value> BTree<K, V> {
     /// Creates an empty tree in the transaction and returns its reference.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel-safe for the transaction: dropped before it completes, it may leave
+    /// part of its change in the transaction, which must then not be committed (see
+    /// [`BTree`]).
     pub async fn create(tx: &mut impl Objects) -> Result<Ref<BTree<K, V>>> {
         let root = tx
             .insert(BTreeNode::Leaf {
@@ -91,11 +136,19 @@ impl<K: Key, V: Value> BTree<K, V> {
     }
 
     /// Number of entries.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only reads.
     pub async fn len(tx: &impl Objects, tree: Ref<Self>) -> Result<u64> {
         Ok(tx.get(tree).await?.len)
     }
 
     /// Whether the tree is empty.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only reads.
     pub async fn is_empty(tx: &impl Objects, tree: Ref<Self>) -> Result<bool> {
         Ok(Self::len(tx, tree).await? == 0)
     }
@@ -122,6 +175,10 @@ impl<K: Key, V: Value> BTree<K, V> {
     }
 
     /// The value under `key`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only reads.
     pub async fn get(tx: &impl Objects, tree: Ref<Self>, key: &K) -> Result<Option<V>> {
         let root = tx.get(tree).await?.root;
         let (_, leaf, _) = Self::descend(tx, root, key).await?;
@@ -134,6 +191,12 @@ impl<K: Key, V: Value> BTree<K, V> {
     }
 
     /// Inserts `value` under `key`, returning the value it replaced.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel-safe for the transaction: dropped before it completes, it may leave
+    /// part of its change in the transaction, which must then not be committed (see
+    /// [`BTree`]).
     pub async fn insert(tx: &mut impl Objects, tree: Ref<Self>, key: K, value: V) -> Result<Option<V>> {
         let root = tx.get(tree).await?.root;
         let (leaf_ref, _, mut path) = Self::descend(&*tx, root, &key).await?;
@@ -181,6 +244,12 @@ impl<K: Key, V: Value> BTree<K, V> {
 
     /// Removes `key`, returning its value. Leaves that become empty are unlinked and a
     /// root with one child is replaced by it; partly empty nodes are not merged.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel-safe for the transaction: dropped before it completes, it may leave
+    /// part of its change in the transaction, which must then not be committed (see
+    /// [`BTree`]).
     pub async fn remove(tx: &mut impl Objects, tree: Ref<Self>, key: &K) -> Result<Option<V>> {
         let root = tx.get(tree).await?.root;
         let (leaf_ref, leaf, mut path) = Self::descend(&*tx, root, key).await?;
@@ -233,6 +302,10 @@ impl<K: Key, V: Value> BTree<K, V> {
     }
 
     /// The entries with keys in `range`, in order.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only reads.
     pub async fn range(
         tx: &impl Objects,
         tree: Ref<Self>,
@@ -268,6 +341,10 @@ impl<K: Key, V: Value> BTree<K, V> {
     }
 
     /// Every entry, in key order.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only reads.
     pub async fn entries(tx: &impl Objects, tree: Ref<Self>) -> Result<Vec<(K, V)>> {
         Self::range(tx, tree, ..).await
     }

@@ -9,7 +9,26 @@ use super::Persistent;
 /// its delta to what the first committed (as Durus's conflict-resolving counters do).
 ///
 /// Three transactions that each read a counter at 0, add 1 and commit in turn all
-/// succeed, and the counter reads 3.
+/// succeed, and the counter reads 3:
+///
+/// ```
+/// use durus::{Counter, Db, DbBuilder};
+///
+/// # futures::executor::block_on(async {
+/// let db: Db<Counter> = DbBuilder::memory().open().await?;
+/// let mut txs = Vec::new();
+/// for _ in 0..3 {
+///     let mut tx = db.begin().await?; // all three start from 0
+///     tx.root_mut().await?.increment();
+///     txs.push(tx);
+/// }
+/// for tx in txs {
+///     tx.commit().await?; // no conflict: the increments merge
+/// }
+/// assert_eq!(db.begin().await?.root().await?.get(), 3);
+/// # Ok::<(), durus::Error>(())
+/// # }).unwrap();
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Counter(i64);
 

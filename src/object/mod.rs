@@ -1,7 +1,8 @@
 //! Persistent types, typed references and the codec that turns them into records.
 //!
 //! This layer knows nothing of files or sockets: it maps a value of a [`Persistent`]
-//! type to a record's data and refs and back.
+//! type to a record's data and refs and back (the layout is in `codec.rs`; the layers
+//! are described in `docs/DESIGN.md` in the repository).
 
 mod btree;
 mod codec;
@@ -60,6 +61,12 @@ pub use durus_derive::Persistent;
 /// Reading and writing objects inside a transaction: what persistent collections (such
 /// as [`BTree`]) need from the layer above. [`Transaction`](crate::Transaction)
 /// implements it.
+///
+/// # Cancel safety
+///
+/// Each method's future is as cancel-safe as the transaction's own method of that
+/// name: a dropped `get`, `get_mut` or `insert` leaves the transaction usable and adds
+/// nothing to what it writes. An implementation must keep that promise.
 pub trait Objects: Send + Sync {
     /// Reads an object at the transaction's snapshot (or its own write).
     fn get<T: Persistent>(

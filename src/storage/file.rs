@@ -13,6 +13,18 @@ pub type FileStorage = Unblocked<Journal>;
 
 impl Unblocked<Journal> {
     /// Opens or creates the journal at `path` (see [`Journal::open`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Journal::open`]: [`Error::Locked`](crate::Error::Locked) while another process
+    /// writes the file, [`Error::Format`](crate::Error::Format),
+    /// [`Error::Version`](crate::Error::Version) or [`Error::Corrupt`](crate::Error::Corrupt)
+    /// for a file this build cannot read, [`Error::Io`](crate::Error::Io).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future does not stop an open already running on the blocking pool;
+    /// the journal it opens is closed again (its lock released) when that job finishes.
     pub async fn open(path: impl Into<PathBuf>, opts: JournalOptions) -> Result<FileStorage> {
         let path = path.into();
         blocking::unblock(move || Journal::open(path, opts))
@@ -21,6 +33,15 @@ impl Unblocked<Journal> {
     }
 
     /// Opens a journal on any [`FileIo`] (see [`Journal::open_io`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Journal::open_io`].
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`open`](Unblocked::open): a dropped open finishes on the blocking pool, and
+    /// what it opened is dropped.
     pub async fn open_io(io: Box<dyn FileIo>, opts: JournalOptions) -> Result<FileStorage> {
         blocking::unblock(move || Journal::open_io(io, opts))
             .await
@@ -28,6 +49,16 @@ impl Unblocked<Journal> {
     }
 
     /// Cuts a torn tail off the journal at `path` (see [`Journal::repair`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Journal::repair`]: damage other than a torn tail is refused.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future does not stop a repair already running on the blocking pool:
+    /// it runs to the end and its report is lost. Run it again (it finds nothing to do)
+    /// or verify the file to learn the outcome.
     pub async fn repair(path: impl AsRef<Path>) -> Result<RepairReport> {
         let path = path.as_ref().to_path_buf();
         blocking::unblock(move || Journal::repair(path)).await

@@ -35,6 +35,17 @@ struct Mem {
     closed: bool,
 }
 
+impl std::fmt::Debug for MemoryStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let g = crate::sync::lock(&self.inner);
+        f.debug_struct("MemoryStorage")
+            .field("objects", &g.versions.len())
+            .field("last_tid", &g.last_tid)
+            .field("closed", &g.closed)
+            .finish_non_exhaustive()
+    }
+}
+
 impl MemoryStorage {
     /// An empty storage.
     pub fn new() -> MemoryStorage {

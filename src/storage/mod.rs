@@ -7,7 +7,9 @@
 //! I/O ever runs on an executor thread.
 //!
 //! Implementations: [`MemoryStorage`] (in memory, for tests and caches) and
-//! [`FileStorage`] (the journal file, the embedded default).
+//! [`FileStorage`] (the journal file, the embedded default). `docs/DESIGN.md` in the
+//! repository describes how `Unblocked` turns concurrent commits into write groups
+//! (group commit).
 
 mod commit_queue;
 mod feed;

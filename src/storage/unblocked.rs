@@ -30,6 +30,15 @@ pub struct Unblocked<S: SyncStorage> {
     feed: Arc<Feed>,
 }
 
+impl<S: SyncStorage> std::fmt::Debug for Unblocked<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The engine need not be `Debug`; its type says which storage this is.
+        f.debug_struct("Unblocked")
+            .field("engine", &std::any::type_name::<S>())
+            .finish_non_exhaustive()
+    }
+}
+
 impl<S: SyncStorage> Clone for Unblocked<S> {
     fn clone(&self) -> Self {
         Unblocked {

@@ -15,7 +15,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
-use durus::{Db, DbOptions, Persistent, Ref, Transaction};
+use durus::{Db, DbBuilder, Persistent, Ref, Transaction};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Default, Serialize, Deserialize, Persistent)]
@@ -59,11 +59,8 @@ fn args() -> Args {
     a
 }
 
-fn options(objects: u64) -> DbOptions {
-    DbOptions {
-        cache_size: objects as usize * 2,
-        ..DbOptions::default()
-    }
+fn builder(path: &Path, objects: u64) -> DbBuilder<Root> {
+    Db::builder(path).cache_size(objects as usize * 2)
 }
 
 /// Builds the tree breadth-first in one transaction; returns the number of objects.
@@ -183,7 +180,7 @@ type Run = (f64, f64, f64, Vec<Ref<Node>>, Db<Root>);
 /// Builds, reopens and traverses once in a fresh file.
 fn build_and_traverse(a: &Args, path: &Path) -> durus::Result<Run> {
     futures::executor::block_on(async {
-        let db: Db<Root> = Db::open_with(path, options(a.objects)).await?;
+        let db = builder(path, a.objects).open().await?;
         let t = Instant::now();
         build(&db, a.objects, a.fanout).await?;
         let build_s = t.elapsed().as_secs_f64();
@@ -191,7 +188,7 @@ fn build_and_traverse(a: &Args, path: &Path) -> durus::Result<Run> {
         drop(db);
 
         let t = Instant::now();
-        let db: Db<Root> = Db::open_with(path, options(a.objects)).await?;
+        let db = builder(path, a.objects).open().await?;
         let reopen_ms = t.elapsed().as_secs_f64() * 1e3;
         let t = Instant::now();
         let tx = db.begin().await?;

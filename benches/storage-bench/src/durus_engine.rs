@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use durus::journal::{Journal, JournalOptions, JournalStats};
 use durus::record::{CommitRequest, Oid, Record, Tid};
 use durus::storage::{FileStorage, Storage};
-use durus::{Db, Persistent};
+use durus::{Db, DbBuilder, Persistent};
 use futures::executor::block_on;
 use serde::{Deserialize, Serialize};
 
@@ -275,7 +275,10 @@ pub fn concurrent_commits(path: &Path, committers: usize, total: u64) -> (Durati
         let fs = FileStorage::open(path.to_path_buf(), JournalOptions::default())
             .await
             .expect("open a durus file storage");
-        let db: Db<Blob> = Db::with_storage(fs.clone()).await.expect("open a durus Db");
+        let db: Db<Blob> = DbBuilder::storage(fs.clone())
+            .open()
+            .await
+            .expect("open a durus Db");
         let per = (total / committers as u64).max(1);
         let before = fs.journal().stats();
         let start = Instant::now();

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use durus::journal::{JournalOptions, JournalStats};
 use durus::storage::FileStorage;
-use durus::{Db, DbOptions};
+use durus::{Db, DbBuilder};
 use futures::executor::block_on;
 
 use crate::durus_engine::{insert_one, stats_between, Blob};
@@ -51,15 +51,11 @@ fn shared() -> JournalOptions {
 pub fn run(kind: Kind, path: &Path, processes: usize, per: u64) -> (Duration, JournalStats) {
     match kind {
         Kind::Durus => block_on(async {
-            let db: Db<Blob> = Db::open_with(
-                path,
-                DbOptions {
-                    journal: shared(),
-                    ..DbOptions::default()
-                },
-            )
-            .await
-            .expect("create the shared durus file");
+            let db: Db<Blob> = Db::builder(path)
+                .journal_options(shared())
+                .open()
+                .await
+                .expect("create the shared durus file");
             db.close().await.expect("close the durus file");
         }),
         Kind::Sqlite => crate::sqlite_engine::create_empty(path),
@@ -135,7 +131,10 @@ pub fn child_main(args: &[String]) {
             let fs = FileStorage::open(path, shared())
                 .await
                 .expect("open the shared durus file");
-            let db: Db<Blob> = Db::with_storage(fs.clone()).await.expect("open a durus Db");
+            let db: Db<Blob> = DbBuilder::storage(fs.clone())
+                .open()
+                .await
+                .expect("open a durus Db");
             wait_for_go();
             let before = fs.journal().stats();
             for k in first..first + count {

@@ -6,9 +6,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use durus::journal::{Journal, JournalOptions, VerifyReport};
+use durus::journal::{Journal, VerifyReport};
 use durus::record::Tid;
-use durus::{Db, DbOptions, Ref, Transaction};
+use durus::{Db, Ref, Transaction};
 
 use crate::bank::{Account, Bank, Entry, Ledger, ACCOUNTS, START, TASKS};
 use crate::protocol::Heard;
@@ -93,14 +93,9 @@ async fn check_bank(
     heard: &Heard,
     before: &Checked,
 ) -> Result<(Option<CheckedBank>, u64), String> {
-    let options = DbOptions {
-        journal: JournalOptions {
-            read_only: true,
-            ..JournalOptions::default()
-        },
-        ..DbOptions::default()
-    };
-    let db: Db<Bank> = Db::open_with(path, options)
+    let db: Db<Bank> = Db::builder(path)
+        .read_only(true)
+        .open()
         .await
         .map_err(|e| format!("reopening read-only: {e}"))?;
     let tx = db.begin().await.map_err(|e| format!("beginning: {e}"))?;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use durus::journal::JournalOptions;
 use durus::record::Tid;
-use durus::{Db, DbOptions, Ref, Transaction};
+use durus::{Db, Ref, Transaction};
 use fastrand::Rng;
 
 use crate::args::{self, ChildArgs};
@@ -77,22 +77,22 @@ async fn run_joined(path: PathBuf, seed: u64) -> Result<(), BoxError> {
 
 /// Journal settings vary with the seed, so kills also land in index checkpoints
 /// and on files with and without preallocated space.
-fn options(seed: u64) -> DbOptions {
+fn journal_options(seed: u64) -> JournalOptions {
     let mut journal = JournalOptions::default();
     if (seed >> 8).is_multiple_of(2) {
         journal.checkpoint_every = Some(64 << 10);
     }
     journal.preallocate = [4 << 20, 0, 64 << 10][((seed >> 16) % 3) as usize];
-    DbOptions {
-        journal,
-        ..DbOptions::default()
-    }
+    journal
 }
 
 /// Opens the database (this is where the previous child's leftovers are
 /// recovered), says so, and makes sure the bank exists.
 async fn open(path: PathBuf, seed: u64) -> Result<(Db<Bank>, Arc<Bank>), BoxError> {
-    let db: Db<Bank> = Db::open_with(path, options(seed)).await?;
+    let db: Db<Bank> = Db::builder(path)
+        .journal_options(journal_options(seed))
+        .open()
+        .await?;
     say(&Line::Opened)?;
     let bank = create_bank(&db).await?;
     Ok((db, bank))
