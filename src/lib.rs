@@ -78,7 +78,9 @@
 //!   [`Counter`] and [`BTree`].
 //! - [`db`]: [`Db`], its shared cache, and [`Transaction`]s.
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
+#![warn(missing_docs, missing_debug_implementations)]
+// Library code returns errors; a panic is for bugs. Tests may unwrap.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod clock;
 pub mod db;

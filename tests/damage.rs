@@ -342,3 +342,68 @@ fn after_an_accepted_loss_no_oid_or_tid_is_handed_out_again() {
         assert_eq!(j.last_tid().unwrap(), c.tid);
     }
 }
+
+#[test]
+fn every_flipped_byte_is_classified_alike_by_verify_and_repair() {
+    let built = build(false, 0, 7);
+    // Opening reads the newest checkpoint's header and checksum and every block after
+    // it; the checkpoint's index pages and the blocks before it are checked when a read
+    // needs them.
+    let slots = durus::journal::format::Slot::decode_both(&built.bytes);
+    let newest = slots.iter().flatten().max_by_key(|s| s.seq).expect("a slot");
+    let open_reads_from = newest.offset + newest.len;
+    let mut before_checkpoint = 0;
+    for i in DATA_START as usize..built.bytes.len() {
+        let mut b = built.bytes.clone();
+        b[i] ^= 0x04;
+        let what = format!("byte {i}");
+        let by_verify = verdict_of(&verify(&MemFile::from_bytes(b.clone())), |r| match r.torn_tail {
+            Some(at) => Verdict::Torn(at),
+            None => Verdict::Intact,
+        });
+        let repaired = MemFile::from_bytes(b.clone());
+        let by_repair = verdict_of(
+            &Journal::repair_io(&repaired, RepairMode::TornTailOnly),
+            |r| match r.truncated_at {
+                Some(at) => Verdict::Torn(at),
+                None => Verdict::Intact,
+            },
+        );
+        assert_eq!(by_verify, by_repair, "{what}");
+        if by_verify == Verdict::Damaged {
+            assert!(repaired.to_bytes() == b, "{what}: repair changed a damaged file");
+        }
+        if (i as u64) < open_reads_from {
+            before_checkpoint += usize::from(by_verify == Verdict::Damaged);
+            continue;
+        }
+        let by_open = verdict_of(
+            &Journal::open_io(Box::new(MemFile::from_bytes(b.clone())), read_only()),
+            |j| from_condition(j.condition_at_open()),
+        );
+        assert_eq!(by_open, by_verify, "{what}");
+    }
+    assert!(before_checkpoint > 0);
+}
+
+#[test]
+fn a_journal_written_by_durus_0_1_still_opens() {
+    // Durus 0.1 wrote slots without a durable mark (bytes 28..64 zero): such a slot
+    // names only its checkpoint, whose end is then the durable end.
+    let built = build(true, 0, 8);
+    let mut old = built.bytes.clone();
+    for &so in &SLOT_OFFSETS {
+        let so = so as usize;
+        old[so + 28..so + SLOT_LEN].fill(0);
+    }
+    assert_eq!(check(&built, &old, "0.1 slots"), Verdict::Intact);
+    let slots = durus::journal::format::Slot::decode_both(&old);
+    assert!(slots
+        .iter()
+        .flatten()
+        .all(|s| s.mark.is_none() && s.has_checkpoint()));
+    // Cut before the checkpoint a 0.1 slot names: still damage.
+    let newest = slots.iter().flatten().max_by_key(|s| s.seq).unwrap();
+    let cut = (newest.offset + newest.len - 1) as usize;
+    assert_eq!(check(&built, &old[..cut], "0.1 slots, cut"), Verdict::Damaged);
+}

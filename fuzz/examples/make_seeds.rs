@@ -11,7 +11,7 @@
 
 use std::path::Path;
 
-use durus::journal::format::{encode_entry, fill, BlockHeader, BlockKind, FileHeader, Slot, DATA_START};
+use durus::journal::format::{encode_entry, fill, BlockHeader, BlockKind, DurableMark, FileHeader, Slot, DATA_START};
 use durus::journal::io::MemFile;
 use durus::journal::{Durability, Journal, JournalOptions};
 use durus::record::{CommitRequest, Oid, Record, Tid};
@@ -71,7 +71,12 @@ fn journals() -> Vec<(&'static str, Vec<u8>)> {
     let mem = MemFile::new();
     let j = Journal::open_io(Box::new(mem.clone()), opts(0)).unwrap();
     some_history(&j, 4);
-    out.push(("transactions", mem.to_bytes()));
+    let crashed = mem.to_bytes();
+    out.push(("transactions", crashed.clone()));
+
+    // The same with its last 10 bytes cut off, as a crash during the last write
+    // leaves it: a torn tail (after everything the header says was synced).
+    out.push(("torn", crashed[..crashed.len() - 10].to_vec()));
 
     // Transactions, a checkpoint, more transactions, an oid reservation, and a second
     // checkpoint on close (both slots in use).
@@ -86,8 +91,8 @@ fn journals() -> Vec<(&'static str, Vec<u8>)> {
     let full = mem.to_bytes();
     out.push(("checkpointed", full.clone()));
 
-    // The same with its last 10 bytes cut off: a torn tail.
-    out.push(("torn", full[..full.len() - 10].to_vec()));
+    // (Cut short, it would be damage: its header says everything was synced.)
+    let _ = full;
 
     // Preallocated zeros after the data.
     let mem = MemFile::new();
@@ -211,8 +216,18 @@ fn format_decode_seeds(dir: &Path) {
         seq: 2,
         offset: 8192,
         len: 132,
+        mark: None,
     };
-    seed(Piece::Slot, 0, "slot", &slot.encode());
+    seed(Piece::Slot, 0, "slot of durus 0.1", &slot.encode());
+    let marked = Slot {
+        mark: Some(DurableMark {
+            last_tid: 7,
+            next_oid: 4096,
+            end: 8324,
+        }),
+        ..slot
+    };
+    seed(Piece::Slot, 0, "slot with a durable mark", &marked.encode());
     let mut entry = Vec::new();
     let r = Record::new(Oid(5), b"data".to_vec(), vec![Oid(1)]);
     encode_entry(&mut entry, 3, Some((4160, 52)), &r).unwrap();

@@ -190,11 +190,20 @@ fn check_block_header(b: &mut [u8], fix: bool) {
 fn check_slot(b: &mut [u8], fix: bool) {
     if fix && b.len() >= SLOT_LEN {
         seal(b, 0..24, 24);
+        if b[28..SLOT_LEN].iter().any(|&x| x != 0) {
+            seal(b, 0..56, 56);
+        }
     }
     let got = Slot::decode(b);
-    let sound = b.len() >= SLOT_LEN
+    let long = b.len() >= SLOT_LEN;
+    // Written by durus 0.1: bytes 28..64 are zero. Written since: zero padding at 28 and
+    // 60, and a second CRC over bytes 0..56.
+    let plain = long && b[28..SLOT_LEN].iter().all(|&x| x == 0);
+    let marked = long && b[28..32] == [0; 4] && b[60..64] == [0; 4] && crc32fast::hash(&b[0..56]) == be32(&b[56..60]);
+    let sound = long
         && b[..SLOT_LEN].iter().any(|&x| x != 0)
-        && crc32fast::hash(&b[0..24]) == be32(&b[24..28]);
+        && crc32fast::hash(&b[0..24]) == be32(&b[24..28])
+        && (plain || marked);
     assert_eq!(
         got.is_some(),
         sound,
@@ -206,11 +215,14 @@ fn check_slot(b: &mut [u8], fix: bool) {
             (s.seq, s.offset, s.len),
             (be64(&b[0..8]), be64(&b[8..16]), be64(&b[16..24]))
         );
-        // Bytes 28..32 are padding the decoder does not read.
-        assert!(
-            s.encode()[..28] == b[..28],
-            "a decoded slot re-encodes differently"
-        );
+        match s.mark {
+            None => assert!(plain, "a slot with durable fields decoded without them"),
+            Some(m) => assert_eq!(
+                (m.last_tid, m.next_oid, m.end),
+                (be64(&b[32..40]), be64(&b[40..48]), be64(&b[48..56]))
+            ),
+        }
+        assert!(s.encode()[..] == b[..SLOT_LEN], "a decoded slot re-encodes differently");
         assert_eq!(Slot::decode(&s.encode()), Some(s), "a re-encoded slot decodes");
     }
 }

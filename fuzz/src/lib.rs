@@ -31,7 +31,7 @@ use durus::journal::format::{
     SLOT_OFFSETS, TRAILER,
 };
 use durus::journal::io::MemFile;
-use durus::journal::{Durability, Journal, JournalOptions, VerifyReport};
+use durus::journal::{Condition, Durability, Journal, JournalOptions, RepairMode, VerifyReport};
 use durus::record::{CommitRequest, Oid, Record, Tid, RECORD_HEADER};
 
 // ---------------------------------------------------------------------------------
@@ -254,9 +254,51 @@ pub fn check_journal_open(data: &[u8]) {
     with_alloc_bound(data.len(), journal_bound(data.len()), || {
         let Some(file) = journal_file_of(data) else { return };
         let verified = durus::journal::verify(&MemFile::from_bytes(file.clone()));
+        check_agreement(&file, &verified);
         exercise_read_only(&file, verified.ok());
         exercise_writable(&file);
     });
+}
+
+/// Opening, `verify` and `repair` classify a file through one decision: what `verify`
+/// accepts opens (with the same torn tail) and is repaired exactly there; what `verify`
+/// calls damaged, `repair` refuses without changing a byte; what opening calls damaged,
+/// `verify` does too. (Opening reads less than `verify`, so `verify` may find damage in
+/// data opening does not read.)
+fn check_agreement(file: &[u8], verified: &durus::Result<VerifyReport>) {
+    let opened = Journal::open_io(Box::new(MemFile::from_bytes(file.to_vec())), read_only_opts());
+    let copy = MemFile::from_bytes(file.to_vec());
+    let repaired = Journal::repair_io(&copy, RepairMode::TornTailOnly);
+    match verified {
+        Ok(rep) => {
+            let j = opened.unwrap_or_else(|e| panic!("verify accepted the file ({rep:?}) but opening failed: {e}"));
+            let torn = match j.condition_at_open() {
+                Condition::TornTail { offset, .. } => Some(*offset),
+                Condition::Intact => None,
+                Condition::Damaged { .. } => panic!("an open journal is damaged"),
+            };
+            assert_eq!(torn, rep.torn_tail, "open and verify disagree on the torn tail");
+            let r = repaired.unwrap_or_else(|e| panic!("verify accepted the file ({rep:?}) but repair refused: {e}"));
+            assert_eq!(r.truncated_at, rep.torn_tail, "repair and verify disagree on the torn tail");
+        }
+        Err(durus::Error::Corrupt { .. }) => {
+            assert!(
+                matches!(repaired, Err(durus::Error::Corrupt { .. })),
+                "verify found damage but repair answered {repaired:?}"
+            );
+            assert!(copy.to_bytes() == file, "repair changed a damaged file");
+        }
+        Err(e) => {
+            assert!(repaired.is_err(), "verify failed ({e}) but repair answered {repaired:?}");
+            assert!(copy.to_bytes() == file, "repair changed a file verify refused");
+        }
+    }
+    if let Err(durus::Error::Corrupt { .. }) = Journal::open_io(Box::new(MemFile::from_bytes(file.to_vec())), read_only_opts()) {
+        assert!(
+            matches!(verified, Err(durus::Error::Corrupt { .. })),
+            "opening found damage but verify answered {verified:?}"
+        );
+    }
 }
 
 fn read_only_opts() -> JournalOptions {

@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use durus::journal::format::{
-    fill, Slot, BLOCK_HEADER, DATA_START, ENTRY_HEADER, SLOT_LEN, SLOT_OFFSETS, TRAILER,
+    fill, Slot, BLOCK_HEADER, DATA_START, ENTRY_HEADER, TRAILER,
 };
 use durus::journal::io::MemFile;
 use durus::journal::{Durability, Journal, JournalOptions};
@@ -289,9 +289,6 @@ struct Run {
     opts: JournalOptions,
     j: Journal,
     m: Model,
-    /// A cut kept a slot naming a checkpoint it removed: `verify` may call that
-    /// corruption from then on (opening skips such a slot).
-    stale_slot: bool,
 }
 
 /// Applies the operations an input describes to a journal and checks every answer
@@ -311,7 +308,6 @@ pub fn check_journal_ops(data: &[u8]) {
                 oids: vec![Oid::ROOT],
                 ..Model::default()
             },
-            stale_slot: false,
         };
         while !input.done() {
             let op = Op::of(input.byte());
@@ -597,7 +593,6 @@ impl Run {
                 assert_eq!(rep.last_tid, Tid(self.m.last()), "verify's last tid");
                 assert_eq!(rep.transactions, self.m.last(), "verify's transaction count");
             }
-            Err(Error::Corrupt { .. }) if self.stale_slot => {}
             Err(e) => panic!("verify of a journal only ever written by durus: {e}"),
         }
     }
@@ -621,20 +616,27 @@ impl Run {
                 after.extend_from_slice(&f);
             }
         }
-        if how & 0x80 == 0 {
-            // The slots are written (and synced) after the checkpoint they name, so a
-            // crash cannot leave one naming a checkpoint it cut off; `repair` clears
-            // such a slot too. With the bit set, keep it, as a lost slot write could.
-            for so in SLOT_OFFSETS {
-                let so = so as usize;
-                if let Some(s) = Slot::decode(&after[so..so + SLOT_LEN]) {
-                    if s.offset.saturating_add(s.len) > cut {
-                        after[so..so + SLOT_LEN].fill(0);
-                    }
-                }
+        // The header slots say what was synced: a crash cannot take that, so a cut
+        // before it is damage (a file cut short), refused by every reader and left as
+        // it is. The journal goes on from the file as it was.
+        let durable = Slot::decode_both(&before)
+            .iter()
+            .flatten()
+            .filter_map(|s| s.mark.map(|m| m.end))
+            .max()
+            .unwrap_or(0);
+        if cut < durable {
+            trace!("  cut at {cut} of {len}, before the durable end {durable}: damage");
+            let file = MemFile::from_bytes(after.clone());
+            for o in [read_only(), self.opts.clone()] {
+                assert!(
+                    matches!(Journal::open_io(Box::new(file.clone()), o), Err(Error::Corrupt { .. })),
+                    "a journal cut at {cut}, before its durable end {durable}, was opened"
+                );
             }
-        } else {
-            self.stale_slot = true;
+            assert!(matches!(durus::journal::verify(&file), Err(Error::Corrupt { .. })));
+            assert!(file.to_bytes() == after, "opening a damaged file changed it");
+            return;
         }
         trace!("  cut at {cut} of {len} (how {how:#x})");
         // The transactions that survive: those whose blocks are still intact.

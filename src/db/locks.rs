@@ -48,7 +48,7 @@ pub(crate) struct OidGuard<'a> {
 impl LockMap {
     fn lock_map(&self) -> MutexGuard<'_, HashMap<Oid, (OidMutex, usize)>> {
         // Updates to the map cannot panic halfway, so a poisoned lock is still sound.
-        self.map.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.map)
     }
 
     fn claim(&self, oid: Oid) -> Claim<'_> {

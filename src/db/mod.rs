@@ -214,7 +214,9 @@ impl<R: Persistent + Default> Db<R> {
                 Err(e) => return Err(e),
             }
         }
-        Err(Error::Invalid("could not create or read the root object".into()))
+        Err(Error::Internal(
+            "the root object could neither be read nor created in three attempts".into(),
+        ))
     }
 }
 
@@ -465,13 +467,13 @@ impl Inner {
         }
         pool.0
             .pop()
-            .ok_or_else(|| Error::Invalid("the storage handed out no oids".into()))
+            .ok_or_else(|| Error::Internal("the storage handed out no oids".into()))
     }
 
     /// Records that `tid`'s states are in the cache, advancing the snapshot for new
     /// transactions over every tid published without gaps.
     fn mark_published(&self, tid: Tid) {
-        let mut p = self.published.lock().unwrap_or_else(|e| e.into_inner());
+        let mut p = crate::sync::lock(&self.published);
         p.insert(tid.0);
         let mut at = self.cache_tid.load(Ordering::Acquire);
         while p.remove(&(at + 1)) {
@@ -507,7 +509,7 @@ impl Inner {
             let _g = self.locks.lock(oid).await;
             self.cache.remove_older(oid, tid);
         }
-        let mut p = self.published.lock().unwrap_or_else(|e| e.into_inner());
+        let mut p = crate::sync::lock(&self.published);
         let at = self.cache_tid.load(Ordering::Acquire).max(reached.0);
         p.retain(|&t| t > at);
         let mut at = at;

@@ -195,7 +195,7 @@ impl<R: Persistent> Transaction<R> {
 
     fn read_cell(&self) -> MutexGuard<'_, ReadSet> {
         // Inserting into a set cannot leave it half-changed, so a poisoned lock is sound.
-        self.reads.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.reads)
     }
 
     /// The root object.
@@ -406,6 +406,7 @@ impl<R: Persistent> Transaction<R> {
         // Each merge round follows a commit by another writer that is not this Db, so a
         // handful of rounds settles all but pathological contention.
         const MAX_MERGES: usize = 16;
+        let mut last_conflict = Vec::new();
         for _ in 0..MAX_MERGES {
             let (records, encoder) = self.encode_writes().await?;
             let states = self
@@ -424,11 +425,14 @@ impl<R: Persistent> Transaction<R> {
                     if !self.merge(&oids, &mut rebased).await? {
                         return Err(Error::Conflict { oids });
                     }
+                    last_conflict = oids;
                 }
                 other => return other,
             }
         }
-        Err(Error::Invalid("conflict resolution did not settle".into()))
+        // Others kept committing these objects faster than the merges settled: a
+        // conflict like any other, for the caller (or `Db::transact`) to retry.
+        Err(Error::Conflict { oids: last_conflict })
     }
 
     /// Encodes every write into a record, never on the caller's task: a few writes are

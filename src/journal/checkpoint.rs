@@ -83,9 +83,17 @@ impl Journal {
 
     /// Records the journal's durable state in the older header slot, naming the
     /// checkpoint `checkpoint` (offset and length) or, with `None`, the one the newest
-    /// slot names. Called only after everything up to the journal's end was synced (the
-    /// slot promises it), under the append lock in shared mode.
+    /// slot names. The slot promises that everything up to the journal's end was
+    /// synced: under [`Durability::Immediate`] it was, by the group just appended;
+    /// otherwise this syncs first. Called under the append lock in shared mode.
     pub(super) fn write_slot(&self, w: &mut Writer, checkpoint: Option<(u64, u64)>) -> Result<()> {
+        if self.opts.durability == Durability::Eventual {
+            // Commits were not synced; the slot must not promise what a power loss
+            // could still take. Slots are rare (checkpoints and oid reservations), so
+            // one sync each costs little even in a bulk load.
+            self.sync()
+                .map_err(|e| self.poison(e, "syncing the journal before a header slot"))?;
+        }
         if self.opts.shared {
             // Other processes write slots too: overwrite the one that is older now.
             let mut b = vec![0u8; (SLOT_OFFSETS[1] as usize) + SLOT_LEN];

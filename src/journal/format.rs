@@ -94,6 +94,18 @@
 //! later in the file: a write that was cut off can only have damaged the last group
 //! written. Otherwise the damage is corruption in the middle of the journal and is
 //! reported with its offset, never skipped.
+//!
+//! The header slots bound what a torn tail may take: a slot's durable end says that
+//! every byte before it had been synced, so a journal whose blocks end before it (or a
+//! slot naming a checkpoint that is not there) has lost acknowledged transactions, and
+//! is damaged, not torn. A file cut short after the last slot write, though, cannot be
+//! told from a crash's torn tail by the file alone: what such a cut may take unnoticed
+//! is what was appended since the last slot write, which is bounded by the checkpoint
+//! interval (`JournalOptions::checkpoint_every`, 256 MiB by default; always on close)
+//! and by oid reservations, which also write a slot. The slots also keep the highest
+//! tid and the oid allocation mark, so that even after a repair that accepts a loss no
+//! id the header knew of is handed out again. `journal::recovery` holds the one
+//! decision that opening, `verify` and `repair` share.
 
 use crate::error::{Error, Result};
 use crate::record::{be_u32, be_u64};

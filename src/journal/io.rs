@@ -147,7 +147,7 @@ impl MemFile {
     fn lock(&self) -> MutexGuard<'_, Vec<u8>> {
         // A panic while holding this lock cannot leave the Vec half-updated in a way
         // that matters to a test file, so a poisoned lock is still usable.
-        self.bytes.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.bytes)
     }
 }
 

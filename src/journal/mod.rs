@@ -29,7 +29,7 @@
 //! | `backup.rs` | [`backup_to`](Journal::backup_to): a consistent copy of a live journal |
 //! | `repair.rs` | [`repair`](Journal::repair) and [`verify_path`](Journal::verify_path) |
 //! | `format.rs`, `scan.rs`, `index.rs`, `verify.rs` | byte layouts, the block scanner, the checkpoint index, the full check |
-//! | `io.rs`, `sim.rs` | the [`FileIo`](io::FileIo) seam, and [`SimFile`](sim::SimFile) for fault and power-loss tests |
+//! | `io.rs`, `sim.rs` | the [`FileIo`] seam, and [`SimFile`](sim::SimFile) for fault and power-loss tests |
 
 mod alloc;
 mod append;

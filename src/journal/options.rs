@@ -18,7 +18,7 @@ pub enum Durability {
 pub struct JournalOptions {
     /// Sync policy for commits.
     pub durability: Durability,
-    /// Open without the write lock; every write fails with [`Error::ReadOnly`].
+    /// Open without the write lock; every write fails with [`Error::ReadOnly`](crate::Error::ReadOnly).
     pub read_only: bool,
     /// Share the file with other processes that open it in shared mode, with no server.
     ///

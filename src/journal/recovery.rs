@@ -18,10 +18,11 @@
 //! A cut after the last slot write cannot be told from a crash's torn tail by the file
 //! alone; how much such a cut can take is bounded by how often slots are written (each
 //! index checkpoint, by default every 256 MiB appended and on close, and each oid
-//! reservation). Opening reads only the slots, the checkpoint and what follows it;
-//! `verify` and `repair` read every block from the start, so they also find damage
-//! before the checkpoint, which an open journal reports as [`Error::Corrupt`] when a
-//! read reaches it.
+//! reservation). Opening reads only the slots, the checkpoint's header and checksum, and
+//! the blocks that follow it; `verify` and `repair` read and check every block and
+//! record from the start, so they also find damage before the checkpoint and inside its
+//! index pages, which an open journal reports as [`Error::Corrupt`] when a read reaches
+//! it. On every file the three agree on what opening reads.
 
 use std::sync::Arc;
 

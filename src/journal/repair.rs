@@ -3,10 +3,11 @@
 use std::fs::{File, OpenOptions as FsOpenOptions};
 use std::path::Path;
 
-use super::format::{BlockKind, DurableMark, Slot, SLOT_OFFSETS};
+use super::format::{DurableMark, Slot, SLOT_OFFSETS};
 use super::io::{FileIo, OsFile};
-use super::recovery::{read_slots, survey, Condition, ScanFrom};
+use super::recovery::Condition;
 use super::scan::ids_named_after;
+use super::verify::check_all;
 use super::{lock_error, verify, Journal, VerifyReport};
 use crate::error::{Error, Result};
 use crate::record::Tid;
@@ -74,7 +75,7 @@ impl Journal {
     }
 
     /// Repairs the journal at `path` as far as `mode` allows: classifies it as opening
-    /// does (see [`Condition`](super::Condition)), cuts off a torn tail, and with
+    /// does (see [`Condition`]), cuts off a torn tail, and with
     /// [`RepairMode::AcceptLoss`] cuts a damaged journal at its last whole block.
     ///
     /// # Errors
@@ -93,26 +94,16 @@ impl Journal {
     /// made sure no one else writes to.
     pub fn repair_io(io: &dyn FileIo, mode: RepairMode) -> Result<RepairReport> {
         let len = io.len()?;
-        let head = read_slots(io, len)?;
-        let mut last = 0;
-        let mut checkpoint = None;
-        let mut next_oid = 0;
-        let found = survey(io, len, &head, ScanFrom::Start, |b| {
-            match b.header.kind {
-                BlockKind::Transaction => last = b.header.tid,
-                BlockKind::Checkpoint => checkpoint = Some((b.offset, b.header.len)),
-                BlockKind::Reservation => {}
-            }
-            next_oid = next_oid.max(b.header.next_oid);
-            Ok(())
-        })?;
+        let checked = check_all(io)?;
+        let head = &checked.head;
+        let last = checked.report.last_tid.0;
         let mut report = RepairReport {
             truncated_at: None,
             removed: 0,
             last_tid: Tid(last),
             loss: None,
         };
-        match (found.condition, mode) {
+        match (checked.condition, mode) {
             (Condition::Intact, _) => {}
             (Condition::TornTail { offset, .. }, _) => {
                 io.set_len(offset)?;
@@ -125,12 +116,14 @@ impl Journal {
                     offset,
                     format!(
                         "{reason}; this is not a torn tail, so nothing was changed (repairing with AcceptLoss, `durus repair --accept-loss`, cuts the journal at offset {} and loses what follows)",
-                        found.end
+                        checked.cut
                     ),
                 ));
             }
             (Condition::Damaged { offset, reason }, RepairMode::AcceptLoss) => {
-                let cut = found.end;
+                let cut = checked.cut;
+                let next_oid = checked.next_oid;
+                let checkpoint = checked.checkpoint;
                 let (later_tid, later_oid) = ids_named_after(io, len, cut)?;
                 let slots = head.slots.iter().flatten();
                 let floor_tid = slots

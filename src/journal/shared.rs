@@ -10,6 +10,15 @@ use super::Journal;
 use crate::error::{Error, Result};
 use crate::record::Tid;
 
+/// Whether other processes may be appending while a catch-up reads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Writers {
+    /// This process holds the append lock: nobody else is writing.
+    Stopped,
+    /// Without the lock: others may append, cut a torn tail, or trim filler.
+    MayBeWriting,
+}
+
 /// Releases the lock file's lock when an append (or a failed attempt) is over.
 pub(super) struct AppendGuard<'a>(Option<&'a File>);
 
@@ -70,7 +79,7 @@ impl Journal {
     /// file) is cut off before the next append.
     fn catch_up_locked(&self, w: &mut Writer) -> Result<()> {
         let file_len = self.io.len()?;
-        let (end, filler) = self.follow_appends(file_len, false)?;
+        let (end, filler) = self.follow_appends(file_len, Writers::Stopped)?;
         w.torn_tail = None;
         w.prealloc_end = end;
         if filler {
@@ -88,14 +97,15 @@ impl Journal {
         let limit = self.synced_hint().map_or(file_len, |h| file_len.min(h));
         // The file may shrink under the scan: a writer cut off a torn tail or gave
         // back preallocated space. Both lie past the end.
-        self.follow_appends(limit, true).map(|_| ())
+        self.follow_appends(limit, Writers::MayBeWriting).map(|_| ())
     }
 
     /// Reads the blocks appended after this process's known end, up to `limit`, and
     /// folds them into the index. Returns where the readable part ends and whether
-    /// filler follows it. With `file_may_shrink`, running into the end of the file is
-    /// the end of the readable part rather than an error.
-    fn follow_appends(&self, limit: u64, file_may_shrink: bool) -> Result<(u64, bool)> {
+    /// filler follows it. While other writers may be at work, the file may shrink under
+    /// the scan, and running into its end is the end of the readable part rather than
+    /// an error.
+    fn follow_appends(&self, limit: u64, writers: Writers) -> Result<(u64, bool)> {
         let (start, last_tid) = {
             let st = self.read_state();
             (st.end, st.last_tid)
@@ -107,7 +117,9 @@ impl Journal {
                 Ok(Step::Block { header, entries, .. }) => blocks.push((header, entries)),
                 Ok(Step::End { offset, filler }) => break (offset, filler),
                 Ok(Step::Torn { offset, .. }) => break (offset, false),
-                Err(Error::Io(e)) if file_may_shrink && e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                Err(Error::Io(e))
+                    if writers == Writers::MayBeWriting && e.kind() == std::io::ErrorKind::UnexpectedEof =>
+                {
                     break (sc.position(), false)
                 }
                 Err(e) => return Err(e),

@@ -237,6 +237,18 @@ pub struct SimFile {
     state: Arc<Mutex<State>>,
 }
 
+impl std::fmt::Debug for SimFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.lock();
+        f.debug_struct("SimFile")
+            .field("visible_len", &s.visible.len())
+            .field("durable_len", &s.durable.len())
+            .field("ops", &s.ops)
+            .field("armed", &s.armed)
+            .finish_non_exhaustive()
+    }
+}
+
 fn injected(kind: io::ErrorKind, what: &str) -> io::Error {
     io::Error::new(kind, format!("injected fault: {what}"))
 }
@@ -271,8 +283,7 @@ impl SimFile {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // No update of the state panics halfway, so a poisoned lock is still sound.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.state)
     }
 
     /// What a reader sees now (and what survives if only the process dies).

@@ -1,8 +1,10 @@
 //! Walking a whole journal and checking everything in it.
 
-use super::format::{decode_entry, BlockKind, CheckpointLayout, ENTRY_HEADER, INDEX_ENTRY, SLOT_OFFSETS};
+use super::format::{
+    decode_entry, BlockKind, CheckpointLayout, DATA_START, ENTRY_HEADER, INDEX_ENTRY, SLOT_OFFSETS,
+};
 use super::io::FileIo;
-use super::recovery::{read_slots, survey, Condition, ScanFrom};
+use super::recovery::{read_slots, survey, Condition, Head, ScanFrom};
 use crate::error::{Error, Result};
 use crate::record::{be_u32, be_u64, split_framed, Oid, OidMap, Tid};
 
@@ -34,63 +36,117 @@ pub struct VerifyReport {
 /// against the records before it, that nothing intact follows the end, and that the
 /// file holds everything its header says was made durable. The file's condition is
 /// decided as opening decides it (see [`Condition`](super::Condition)); damage, and any
-/// problem in the blocks before the checkpoint that opening does not read, is returned
-/// as [`Error::Corrupt`] with its offset.
+/// problem in the contents of the blocks that opening does not read (it checks each
+/// block's checksum, not each record's), is returned as [`Error::Corrupt`] with its
+/// offset. [`Journal::repair`](super::Journal::repair) decides exactly alike.
 pub fn verify(io: &dyn FileIo) -> Result<VerifyReport> {
+    let checked = check_all(io)?;
+    match checked.condition {
+        Condition::Damaged { offset, reason } => Err(Error::Corrupt { offset, reason }),
+        _ => Ok(checked.report),
+    }
+}
+
+/// Everything a whole-journal check learns, for `verify` and `repair` alike.
+pub(super) struct Checked {
+    /// The counts, as `verify` reports them.
+    pub report: VerifyReport,
+    /// The condition, with damage found by any check.
+    pub condition: Condition,
+    /// Where the whole blocks that passed every check end: where a repair that
+    /// accepts a loss cuts.
+    pub cut: u64,
+    /// The newest checkpoint among those blocks (offset, length).
+    pub checkpoint: Option<(u64, u64)>,
+    /// The highest oid allocation mark those blocks name.
+    pub next_oid: u64,
+    /// What the header slots said.
+    pub head: Head,
+}
+
+/// Reads and checks every block of the journal in `io`; I/O errors are errors, damage
+/// is in the returned condition.
+pub(super) fn check_all(io: &dyn FileIo) -> Result<Checked> {
     let len = io.len()?;
     let head = read_slots(io, len)?;
-    if let Some(e) = head.damage.as_ref().and_then(Condition::to_error) {
-        return Err(e);
-    }
-    let mut rep = VerifyReport {
+    let mut report = VerifyReport {
         durable_end: head.mark.end,
         ..VerifyReport::default()
     };
     // Newest entry of each oid so far: offset and length.
     let mut newest: OidMap<(u64, u32)> = OidMap::default();
     let mut checkpoints = Vec::new();
+    let mut next_oid = 0;
+    // The block being checked, and where the blocks that passed end.
+    let (mut current, mut cut) = (DATA_START, DATA_START);
     let found = survey(io, len, &head, ScanFrom::Start, |b| {
+        current = b.offset;
         match b.header.kind {
             BlockKind::Transaction => {
-                rep.transactions += 1;
-                rep.last_tid = Tid(b.header.tid);
                 for e in b.entries {
                     let at = (e.offset - b.offset) as usize;
                     let held = b.bytes.and_then(|bytes| bytes.get(at..at + e.len as usize));
                     check_entry(io, held, e.offset, e.len, &mut newest)?;
-                    rep.records += 1;
                 }
+                report.transactions += 1;
+                report.records += b.entries.len() as u64;
+                report.last_tid = Tid(b.header.tid);
             }
             BlockKind::Checkpoint => {
                 check_checkpoint_pages(io, b.offset, b.header, &newest)?;
                 checkpoints.push((b.offset, b.header.len));
-                rep.checkpoints += 1;
+                report.checkpoints += 1;
             }
-            BlockKind::Reservation => rep.reservations += 1,
+            BlockKind::Reservation => report.reservations += 1,
         }
+        next_oid = next_oid.max(b.header.next_oid);
+        cut = b.offset + b.header.len;
         Ok(())
-    })?;
-    match found.condition {
-        Condition::Damaged { offset, reason } => return Err(Error::Corrupt { offset, reason }),
-        Condition::TornTail { offset, .. } => rep.torn_tail = Some(offset),
-        Condition::Intact => {}
-    }
-    rep.end = found.end;
-    // The slots' checkpoints checked out where they are; they must also be blocks of
-    // the journal, not bytes that happen to look like one.
-    for (&so, s) in SLOT_OFFSETS.iter().zip(&head.slots) {
-        let Some(s) = s else { continue };
-        if s.has_checkpoint() && !checkpoints.contains(&(s.offset, s.len)) {
-            return Err(Error::corrupt(
-                so,
-                format!(
-                    "the header slot names a checkpoint at offset {} that is not a block of the journal",
-                    s.offset
-                ),
-            ));
+    });
+    let mut condition = match found {
+        Ok(found) => {
+            report.end = found.end;
+            if let Condition::TornTail { offset, .. } = &found.condition {
+                report.torn_tail = Some(*offset);
+            }
+            found.condition
+        }
+        // A record, back pointer or index entry that does not check out: the block
+        // holding it is where the whole part of the journal ends.
+        Err(Error::Corrupt { offset, reason }) => {
+            cut = current;
+            Condition::Damaged { offset, reason }
+        }
+        Err(e) => return Err(e),
+    };
+    if !matches!(condition, Condition::Damaged { .. }) {
+        // The slots' checkpoints checked out where they are; they must also be blocks
+        // of the journal, not bytes that happen to look like one.
+        for (&so, s) in SLOT_OFFSETS.iter().zip(&head.slots) {
+            let Some(s) = s else { continue };
+            if s.has_checkpoint() && !checkpoints.contains(&(s.offset, s.len)) {
+                condition = Condition::Damaged {
+                    offset: so,
+                    reason: format!(
+                        "the header slot names a checkpoint at offset {} that is not a block of the journal",
+                        s.offset
+                    ),
+                };
+                break;
+            }
         }
     }
-    Ok(rep)
+    if let Some(damage) = &head.damage {
+        condition = damage.clone();
+    }
+    Ok(Checked {
+        report,
+        condition,
+        cut,
+        checkpoint: checkpoints.iter().rev().find(|(o, l)| o + l <= cut).copied(),
+        next_oid,
+        head,
+    })
 }
 
 /// Checks one record entry's checksum, framing and back pointer against the newest

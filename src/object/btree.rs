@@ -392,8 +392,8 @@ fn split_if_full<K: Key, V: Value>(node: &mut BTreeNode<K, V>) -> Option<(K, BTr
 }
 
 fn corrupt_tree<K, V>(at: NodeRef<K, V>) -> crate::Error {
-    crate::Error::Invalid(format!(
-        "B-tree node {} is not the kind its parent expects",
-        at.oid()
-    ))
+    crate::Error::CorruptObject {
+        oid: at.oid(),
+        reason: "the B-tree node is not the kind its parent expects".into(),
+    }
 }

@@ -57,8 +57,11 @@ impl Drop for Collecting {
 /// removed).
 pub fn encode<T: Persistent>(value: &T) -> Result<(Vec<u8>, Vec<Oid>)> {
     let name = T::TYPE_NAME.as_bytes();
-    let name_len = u8::try_from(name.len())
-        .map_err(|_| Error::Invalid(format!("type name {:?} is longer than 255 bytes", T::TYPE_NAME)))?;
+    let name_len = u8::try_from(name.len()).map_err(|_| Error::TooLarge {
+        what: format!("type name {:?}", T::TYPE_NAME),
+        size: name.len() as u64,
+        limit: 255,
+    })?;
     let mut data = Vec::with_capacity(64);
     data.push(FORMAT);
     data.push(name_len);

@@ -131,7 +131,7 @@ mod tests {
 
     impl World {
         fn queue(&self) -> std::sync::MutexGuard<'_, CommitQueue> {
-            self.queue.lock().unwrap_or_else(|p| p.into_inner())
+            crate::sync::lock(&self.queue)
         }
     }
 

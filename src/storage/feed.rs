@@ -47,7 +47,7 @@ struct Lag {
 impl Lag {
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Tid>> {
         // An `Option` is never left half-written, so a poisoned lock is still sound.
-        self.after.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.after)
     }
 }
 
@@ -110,15 +110,11 @@ impl Feed {
         last: Tid,
         fetch: impl FnOnce(Tid) -> crate::error::Result<Vec<TxInfo>>,
     ) {
-        let mut at = self.announced.lock().unwrap_or_else(|p| p.into_inner());
+        let mut at = crate::sync::lock(&self.announced);
         if last <= *at {
             return;
         }
-        let nobody = self
-            .subscribers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_empty();
+        let nobody = crate::sync::lock(&self.subscribers).is_empty();
         if nobody {
             *at = last;
             return;
@@ -133,7 +129,7 @@ impl Feed {
                 }
             }
             Err(_) => {
-                let subs = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
+                let subs = crate::sync::lock(&self.subscribers);
                 for s in subs.iter() {
                     let mut lag = s.lag.lock();
                     if lag.is_none() {
@@ -152,7 +148,7 @@ impl Feed {
         let lag = Arc::new(Lag::default());
         // The list only ever has whole entries pushed or removed, so a poisoned lock is
         // still sound.
-        let mut subs = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
+        let mut subs = crate::sync::lock(&self.subscribers);
         // `last` is only reported after a delivery failed, and the first event always
         // fits in the empty queue, so it is set by then.
         subs.push(Subscriber {
@@ -168,7 +164,7 @@ impl Feed {
     /// learnt of the gap (so nothing arrives out of order); subscribers that went away
     /// are forgotten.
     pub(crate) fn publish(&self, tid: Tid, timestamp: u64, oids: &[Oid]) {
-        let mut subs = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
+        let mut subs = crate::sync::lock(&self.subscribers);
         subs.retain_mut(|s| {
             if s.lag.lock().is_some() {
                 return !s.tx.is_closed();

@@ -55,7 +55,7 @@ impl MemoryStorage {
     fn lock(&self) -> Result<MutexGuard<'_, Mem>> {
         // Every update below completes before anything can panic, so a poisoned lock
         // still guards consistent data.
-        let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let g = crate::sync::lock(&self.inner);
         if g.closed {
             return Err(Error::Closed);
         }
@@ -201,7 +201,7 @@ impl SyncStorage for MemoryStorage {
     }
 
     fn close(&self) -> Result<()> {
-        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut g = crate::sync::lock(&self.inner);
         g.closed = true;
         Ok(())
     }

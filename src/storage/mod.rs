@@ -188,8 +188,8 @@ pub trait SyncStorage: Send + Sync + 'static {
 /// it fails only its own commit.
 fn run_encoder(encode: Encoder) -> Result<Vec<Record>> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(encode)).unwrap_or_else(|_| {
-        Err(crate::error::Error::Invalid(
-            "encoding the commit's records panicked".into(),
+        Err(crate::error::Error::Internal(
+            "encoding the commit's records panicked (in a type's Serialize)".into(),
         ))
     })
 }
