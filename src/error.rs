@@ -66,6 +66,14 @@ pub enum Error {
         /// Why the file was refused.
         reason: String,
     },
+    /// A file given as a Python Durus database (to
+    /// [`import_durus`](crate::import::import_durus)) is not one: it begins with
+    /// neither Durus format's magic. Nothing was written.
+    #[error("not a Python Durus database: {reason}")]
+    NotDurus {
+        /// What the file is instead.
+        reason: String,
+    },
     /// The file was written by a newer format version than this build understands.
     /// Upgrade durus to read it.
     #[error("journal format version {found} is newer than the supported version {supported}")]
@@ -126,6 +134,30 @@ pub enum Error {
         /// The last committed tid.
         last: Tid,
     },
+    /// The operation was abandoned because its caller stopped waiting (a dropped
+    /// pack future); it left the store as it was.
+    #[error("cancelled")]
+    Cancelled,
+    /// The versions asked for were removed by a pack: a snapshot or a time before the
+    /// oldest transaction the store still has the history of. A transaction that began
+    /// before a pack keeps reading its versions while it lives; a new one on such an old
+    /// snapshot cannot be served. Begin again on a newer snapshot.
+    #[error("the history before transaction {oldest} was packed away")]
+    HistoryGone {
+        /// The oldest snapshot the store can still read (the pack point).
+        oldest: Tid,
+    },
+    /// A pack was refused: it found references to oids that have no record (named,
+    /// up to 100 of them), which a pack would leave dangling for good. Pass
+    /// `PackOptions::force` to pack anyway. (`Journal::check_refs` finds the same
+    /// references without packing.)
+    #[error("{count} dangling references: reachable records refer to oids that have no record (oids {})", oid_list(.oids, *.count))]
+    DanglingRefs {
+        /// How many references to missing oids were found.
+        count: u64,
+        /// Some of the missing oids.
+        oids: Vec<Oid>,
+    },
     /// A commit wrote an oid that was never handed out by `new_oids` (a made-up oid):
     /// oids must come from the storage so that they are never used twice.
     #[error("oid {oid} was never allocated")]
@@ -166,6 +198,28 @@ pub enum Error {
     /// The caller asked for something that cannot be done, described in the message.
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// Bytes received from a network peer break the wire protocol (a malformed frame, a
+    /// length past the limit, an unknown command). The connection that carried them is
+    /// closed; nothing of the request was applied.
+    #[error("protocol error: {reason}")]
+    Protocol {
+        /// What was wrong with the bytes.
+        reason: String,
+    },
+    /// The connection to a storage server was lost before the answer arrived. For a
+    /// commit the outcome is unknown: it may have landed. The client reconnects on the
+    /// next call; check with `changes_since` or by reading if a commit's fate matters.
+    #[error("disconnected from the server: {reason}")]
+    Disconnected {
+        /// Why the connection ended.
+        reason: String,
+    },
+    /// The storage server answered with an error this build has no variant for.
+    #[error("the server reported: {message}")]
+    Remote {
+        /// The server's description of the failure.
+        message: String,
+    },
     /// Something inside durus failed that should not fail (a worker stopped without an
     /// answer, user code panicked inside an encoder). The operation did not complete;
     /// please report it if it is not explained by a panic of your own code.
@@ -215,10 +269,16 @@ impl Error {
 }
 
 fn fmt_oids(oids: &[Oid]) -> String {
+    oid_list(oids, oids.len() as u64)
+}
+
+/// The first few of `oids`, which are some of `total`.
+fn oid_list(oids: &[Oid], total: u64) -> String {
     const SHOWN: usize = 8;
     let mut s: Vec<String> = oids.iter().take(SHOWN).map(|o| o.to_string()).collect();
-    if oids.len() > SHOWN {
-        s.push(format!("... {} more", oids.len() - SHOWN));
+    let shown = s.len() as u64;
+    if total > shown {
+        s.push(format!("... {} more", total - shown));
     }
     s.join(", ")
 }

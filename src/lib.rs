@@ -82,16 +82,24 @@
 // Library code returns errors; a panic is for bugs. Tests may unwrap.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+#[cfg(feature = "server")]
+pub mod client;
 mod clock;
 pub mod db;
 pub mod error;
+pub mod import;
 pub mod journal;
 #[cfg(test)]
 mod model_check;
 pub mod object;
+#[cfg(feature = "server")]
+pub mod protocol;
 pub mod record;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod storage;
 mod sync;
+pub mod tools;
 
 pub use db::{Db, DbBuilder, DbOptions, Transaction};
 pub use error::{Error, Result};

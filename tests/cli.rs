@@ -1,12 +1,12 @@
-//! The `durus` binary: verify and repair, exit statuses, `--json`, help, and a closed
-//! stdout.
+//! The `durus` binary: verify, repair and pack, exit statuses, `--json`, help, and a
+//! closed stdout.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
 use durus::journal::{Durability, Journal, JournalOptions};
-use durus::record::{CommitRequest, Record, Tid};
+use durus::record::{CommitRequest, Oid, Record, Tid};
 use serde_json::Value;
 
 /// Runs `durus ARGS`: whether it succeeded, and stdout followed by stderr.
@@ -176,10 +176,10 @@ fn exit_status_is_0_ok_1_problem_2_usage_with_results_on_stdout_and_problems_on_
 fn help_names_every_command_and_each_command_has_an_example() {
     let (code, stdout, _) = run(&["--help"]);
     assert_eq!(code, 0);
-    for cmd in ["verify", "repair", "version", "Exit status"] {
+    for cmd in ["verify", "repair", "pack", "version", "Exit status"] {
         assert!(stdout.contains(cmd), "{cmd} missing from:\n{stdout}");
     }
-    for cmd in ["verify", "repair"] {
+    for cmd in ["verify", "repair", "pack"] {
         let (code, stdout, _) = run(&[cmd, "--help"]);
         assert_eq!(code, 0);
         assert!(
@@ -423,4 +423,250 @@ fn a_closed_stdout_ends_quietly_with_the_status_already_decided() {
     // The problem still reaches stderr.
     let (_, stderr) = with_closed_stdout(&["verify", bad]);
     assert!(stderr.contains("corrupt data at offset"), "{stderr}");
+}
+
+/// A journal at `path` whose root refers to `a`, which refers to `b`; `a` is rewritten
+/// `overwrites` times and an unreachable object is written too, so a pack frees space.
+/// With `dangling`, `b` also refers to an oid that has no record. Returns (a, b, the
+/// missing oid).
+fn graph_journal(path: &Path, overwrites: usize, dangling: bool) -> (Oid, Oid, Oid) {
+    let j = Journal::open(path, JournalOptions::default()).unwrap();
+    let oids = j.new_oids(4).unwrap();
+    let (a, b, garbage, missing) = (oids[0], oids[1], oids[2], oids[3]);
+    let b_refs = if dangling { vec![missing] } else { vec![] };
+    let commit = |records| {
+        j.commit(&CommitRequest {
+            snapshot: j.last_tid().unwrap(),
+            records,
+            ..Default::default()
+        })
+        .unwrap()
+    };
+    commit(vec![
+        Record::new(Oid::ROOT, b"root".to_vec(), vec![a]),
+        Record::new(a, b"a0".to_vec(), vec![b]),
+        Record::new(b, b"b".to_vec(), b_refs),
+        Record::new(garbage, vec![7; 4000], vec![]),
+    ]);
+    for i in 1..=overwrites {
+        commit(vec![Record::new(a, format!("a{i}").into_bytes(), vec![b])]);
+    }
+    j.close().unwrap();
+    (a, b, missing)
+}
+
+/// The data of `oids` in the journal at `path` (None for a missing one), read-only.
+fn contents(path: &Path, oids: &[Oid]) -> Vec<Option<Vec<u8>>> {
+    let j = Journal::open(
+        path,
+        JournalOptions {
+            read_only: true,
+            ..JournalOptions::default()
+        },
+    )
+    .unwrap();
+    let got = oids
+        .iter()
+        .map(|&o| match j.load(o) {
+            Ok(l) => Some(l.record.data),
+            Err(durus::Error::NotFound { .. }) => None,
+            Err(e) => panic!("{o}: {e}"),
+        })
+        .collect();
+    j.close().unwrap();
+    got
+}
+
+#[test]
+fn pack_frees_space_and_the_file_verifies_and_reads_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shop.durus");
+    let (a, b, _) = graph_journal(&path, 50, false);
+    let p = path.to_str().unwrap();
+    let live = [Oid::ROOT, a, b];
+    let before = contents(&path, &live);
+    let size_before = std::fs::metadata(&path).unwrap().len();
+
+    let (code, stdout, stderr) = run(&["pack", p]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.starts_with(&format!(
+            "{p}: packed: kept 3 objects, carried over 0 transactions; "
+        )) && stdout.contains(" → ")
+            && stdout.contains("freed"),
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "one line when stderr is no terminal: {stdout}"
+    );
+    assert!(stderr.is_empty(), "no progress bar off a terminal: {stderr}");
+    assert!(std::fs::metadata(&path).unwrap().len() < size_before);
+    assert!(!dir.path().join("shop.durus.packing").exists());
+    let (code, stdout, stderr) = run(&["verify", "--refs", p]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("references ok: 3 objects reachable from the root"),
+        "{stdout}"
+    );
+    assert_eq!(contents(&path, &live), before);
+    assert_eq!(before[1].as_deref(), Some(&b"a50"[..]));
+}
+
+#[test]
+fn pack_dry_run_leaves_the_file_byte_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("d.durus");
+    graph_journal(&path, 20, false);
+    let p = path.to_str().unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let (code, stdout, stderr) = run(&["pack", "--dry-run", p]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("dry run: would keep 3 objects") && stdout.contains("nothing was written"),
+        "{stdout}"
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), bytes, "a dry run changed the file");
+    assert!(!dir.path().join("d.durus.packing").exists());
+    let v = json(&["pack", "--dry-run", "--json", p], 0);
+    assert_eq!(
+        (v["status"].as_str(), v["report"]["dry_run"].as_bool()),
+        (Some("dry_run"), Some(true))
+    );
+    assert!(v["report"]["freed"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+}
+
+#[test]
+fn pack_json_has_the_documented_shape_and_keeps_history_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.durus");
+    graph_journal(&path, 10, false);
+    let p = path.to_str().unwrap();
+
+    let v = json(&["pack", "--keep-transactions", "3", "--json", p], 0);
+    assert_eq!(v["status"], "packed", "{v}");
+    let r = &v["report"];
+    let keys: BTreeSet<&str> = r.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        BTreeSet::from([
+            "dry_run",
+            "history_from",
+            "objects",
+            "object_bytes",
+            "transactions",
+            "bytes_before",
+            "bytes_after",
+            "freed",
+            "dangling",
+        ]),
+        "{v}"
+    );
+    let n = |k: &str| r[k].as_u64().unwrap_or_else(|| panic!("{k}: {v}"));
+    assert_eq!((n("transactions"), n("history_from")), (3, 8), "{v}");
+    assert_eq!(n("freed"), n("bytes_before") - n("bytes_after"), "{v}");
+    assert_eq!((r["dry_run"].as_bool(), n("dangling")), (Some(false), 0), "{v}");
+    assert!(n("objects") >= 3 && n("object_bytes") > 0, "{v}");
+
+    // Every transaction of the last hour is kept: nothing left to carry over that
+    // the previous pack had not already kept, and nothing to drop.
+    let v = json(&["pack", "--keep", "1h", "--json", p], 0);
+    assert_eq!(v["report"]["history_from"].as_u64(), Some(8), "{v}");
+    let v = json(&["pack", "--json", p], 0);
+    assert_eq!(
+        (
+            v["report"]["history_from"].as_u64(),
+            v["report"]["transactions"].as_u64()
+        ),
+        (Some(11), Some(0)),
+        "{v}"
+    );
+
+    for bad in [
+        &["pack", "--keep", "10x", p][..],
+        &["pack", "--keep", "1h", "--keep-transactions", "2", p],
+    ] {
+        let (code, stdout, stderr) = run(bad);
+        assert_eq!(code, 2, "{bad:?}: {stdout}{stderr}");
+    }
+    let (_, _, stderr) = run(&["pack", "--keep", "10x", p]);
+    assert!(stderr.contains("unknown unit 'x'"), "{stderr}");
+}
+
+#[test]
+fn pack_refuses_dangling_references_naming_them_and_force_packs_anyway() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.durus");
+    let (a, b, missing) = graph_journal(&path, 5, true);
+    let p = path.to_str().unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+
+    let (code, stdout, stderr) = run(&["pack", p]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.starts_with(&format!("durus pack: {p}: 1 dangling references"))
+            && stderr.contains(&format!("oids {missing}"))
+            && stderr.contains("--force"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        bytes,
+        "a refused pack changed the file"
+    );
+    let v = json(&["pack", "--json", p], 1);
+    assert_failure(&v, "damaged", "dangling_refs");
+
+    // verify finds the same without --refs nothing: the bytes are intact.
+    let (code, _, stderr) = run(&["verify", p]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, stderr) = run(&["verify", "--refs", p]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("1 dangling references")
+            && stderr.contains(&format!("missing object ids (the first 1): {missing}")),
+        "{stderr}"
+    );
+    let v = json(&["verify", "--refs", "--json", p], 1);
+    assert_failure(&v, "damaged", "dangling_refs");
+
+    let (code, stdout, stderr) = run(&["pack", "--force", p]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("1 dangling references were left (--force)"),
+        "{stdout}"
+    );
+    assert_eq!(
+        contents(&path, &[a, b, missing]),
+        vec![Some(b"a5".to_vec()), Some(b"b".to_vec()), None]
+    );
+}
+
+#[test]
+fn pack_of_a_locked_or_missing_file_fails_clearly_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l.durus");
+    graph_journal(&path, 5, false);
+    let p = path.to_str().unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let holder = Journal::open(&path, JournalOptions::default()).unwrap();
+    let (code, stdout, stderr) = run(&["pack", p]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stderr.starts_with(&format!("durus pack: {p}: ")) && stderr.contains("locked by another process"),
+        "{stderr}"
+    );
+    let v = json(&["pack", "--json", p], 1);
+    assert_failure(&v, "error", "locked");
+    holder.close().unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+    assert!(!dir.path().join("l.durus.packing").exists());
+
+    let missing = dir.path().join("missing.durus");
+    let v = json(&["pack", "--json", missing.to_str().unwrap()], 1);
+    assert_failure(&v, "error", "io");
+    assert!(!missing.exists(), "pack created a file");
 }

@@ -6,8 +6,9 @@ mod common;
 use std::sync::Arc;
 
 use common::on_all_runtimes;
+use common::storages::{Kind, Store};
 use durus::record::{CommitRequest, Oid, Record, Tid};
-use durus::storage::{Change, MemoryStorage, Storage, FEED_CAPACITY};
+use durus::storage::{Change, Storage, FEED_CAPACITY};
 use futures::StreamExt;
 
 fn write(oids: &[Oid], snapshot: Tid) -> CommitRequest {
@@ -60,19 +61,25 @@ async fn feed_in_order(s: Arc<dyn Storage>) {
     }
 }
 
+fn the_feed_reports_commits_in_order(kind: Kind) {
+    on_all_runtimes(|_| async move {
+        let store = Store::new(kind);
+        feed_in_order(store.open().await).await;
+    });
+}
+
 #[test]
-fn the_feed_reports_commits_in_order() {
-    on_all_runtimes(|_| feed_in_order(Arc::new(MemoryStorage::new())));
+fn the_feed_reports_commits_in_order_on_a_journal_in_memory() {
     on_all_runtimes(|_| async {
         let (_file, s) = common::mem_file_storage().await;
         feed_in_order(Arc::new(s)).await;
     });
 }
 
-#[test]
-fn a_slow_subscriber_is_told_where_to_resume() {
-    on_all_runtimes(|_| async {
-        let s = MemoryStorage::new();
+fn a_slow_subscriber_is_told_where_to_resume(kind: Kind) {
+    on_all_runtimes(|_| async move {
+        let store = Store::new(kind);
+        let s = store.open().await;
         let oid = s.new_oids(1).await.unwrap()[0];
         let mut slow = s.changes();
         let total = FEED_CAPACITY as u64 + 50;
@@ -100,4 +107,10 @@ fn a_slow_subscriber_is_told_where_to_resume() {
         let next = s.commit(write(&[oid], t)).await.unwrap();
         assert!(matches!(slow.next().await, Some(Change::Committed { tid, .. }) if tid == next.tid));
     });
+}
+
+// Once per storage kind (memory, the journal file, SQLite).
+crate::storage_tests! {
+    the_feed_reports_commits_in_order => super::the_feed_reports_commits_in_order;
+    a_slow_subscriber_is_told_where_to_resume => super::a_slow_subscriber_is_told_where_to_resume;
 }

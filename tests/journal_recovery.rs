@@ -317,7 +317,7 @@ fn files_that_are_not_journals_are_refused() {
         open(newer),
         Err(Error::Version {
             found: 9,
-            supported: 1
+            supported: durus::journal::format::VERSION
         })
     ));
     assert!(matches!(open(header[..100].to_vec()), Err(Error::Corrupt { .. })));

@@ -7,16 +7,10 @@
 
 mod common;
 
-use common::script::{self, check_image, Outcome, Step};
+use common::script::{self, check_image, each_image, Outcome, Step};
 use common::Rng;
 use durus::journal::sim::SimFile;
 use durus::journal::Journal;
-
-/// Images per crash point: every subset when there are at most this many unsynced
-/// pieces to choose from...
-const EXHAUSTIVE_UP_TO: usize = 8;
-/// ... else this many random subsets (plus nothing and everything).
-const SAMPLES: usize = 64;
 
 #[test]
 fn every_crash_image_opens_to_a_prefix_holding_every_acknowledged_commit() {
@@ -54,29 +48,14 @@ fn every_crash_image_opens_to_a_prefix_holding_every_acknowledged_commit() {
             )
         };
         let (tid, handed) = acked[p.tag as usize];
-        let mut check = |img: Vec<u8>, what: &str| {
+        let check = |img: Vec<u8>, what: &str| {
             let t = check_image(img, &out, tid, handed).unwrap_or_else(|e| panic!("{}: {e}", ctx(what)));
             images += 1;
             if t > tid {
                 opened_later += 1;
             }
         };
-        check(p.durable(), "nothing unsynced kept");
-        check(p.everything(), "everything kept");
-        if n <= EXHAUSTIVE_UP_TO {
-            for mask in 1..(1u64 << n) - 1 {
-                check(p.image(|i| mask >> i & 1 == 1), &format!("subset {mask:#b}"));
-                torn_pieces += n as u64;
-            }
-        } else {
-            for s in 0..SAMPLES {
-                // Vary how much survives, from almost nothing to almost everything.
-                let keep = 1 + rng.u64(..15);
-                let mut r = Rng::with_seed(rng.u64(..));
-                check(p.image(|_| r.u64(..16) < keep), &format!("sample {s}"));
-                torn_pieces += n as u64;
-            }
-        }
+        torn_pieces += each_image(p, &mut rng, check);
     }
     assert!(points.len() >= 40, "only {} crash points", points.len());
     println!(

@@ -3,9 +3,16 @@
 //! balances are exactly what the committed transfers add up to, and the file verifies
 //! clean, also when one process is killed with SIGKILL in the middle of its run.
 //!
+//! The same with a fifth process packing the file again and again while the others
+//! commit, and with that packer killed in the middle of a pack.
+//!
+//! With the feature `sqlite`, the four bankers also share one SQLite file
+//! (`SqliteStorage`), with and without one of them SIGKILLed.
+//!
 //! The child processes are this test binary re-invoked on [`bank_child_process`], with
 //! their instructions in the environment. Each reports every transfer the database
-//! acknowledged on its standard output, as it happens.
+//! acknowledged on its standard output, as it happens (the packer: each pack it
+//! started and finished).
 
 mod common;
 
@@ -44,13 +51,60 @@ const START: i64 = 1_000;
 const PROCESSES: usize = 4;
 const TRANSFERS: u64 = 60;
 const CHILD_ENV: &str = "DURUS_BANK_CHILD";
+/// The packer's number among the children, and how many packs it runs.
+const PACKER: usize = PROCESSES;
+const PACKS: u64 = 6;
+/// Added to a pack's number in the packer's "started" reports.
+const STARTED: u64 = 1 << 40;
 
 fn builder(path: &Path) -> DbBuilder<Bank> {
     Db::builder(path).max_attempts(10_000).shared(true)
 }
 
-async fn create(path: &Path) {
-    let db = builder(path).open().await.unwrap();
+/// Which storage the processes share.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Store {
+    /// The journal file in shared mode.
+    Journal,
+    /// A SQLite file.
+    #[cfg(feature = "sqlite")]
+    Sqlite,
+}
+
+impl Store {
+    fn name(self) -> &'static str {
+        match self {
+            Store::Journal => "journal",
+            #[cfg(feature = "sqlite")]
+            Store::Sqlite => "sqlite",
+        }
+    }
+
+    fn parse(s: &str) -> Store {
+        match s {
+            "journal" => Store::Journal,
+            #[cfg(feature = "sqlite")]
+            "sqlite" => Store::Sqlite,
+            other => panic!("unknown store {other}"),
+        }
+    }
+}
+
+/// Opens the shared database (durable commits, as an application would).
+async fn open(path: &Path, store: Store) -> Db<Bank> {
+    match store {
+        Store::Journal => builder(path).open().await.unwrap(),
+        #[cfg(feature = "sqlite")]
+        Store::Sqlite => {
+            let opts = durus::storage::SqliteOptions::default().shared(true);
+            let s = durus::storage::SqliteStorage::open(path, opts).await.unwrap();
+            DbBuilder::storage(s).max_attempts(10_000).open().await.unwrap()
+        }
+    }
+}
+
+async fn create(path: &Path, store: Store) {
+    let db = open(path, store).await;
     let mut tx = db.begin().await.unwrap();
     let mut accounts = Vec::new();
     for _ in 0..ACCOUNTS {
@@ -68,8 +122,8 @@ async fn create(path: &Path) {
 }
 
 /// One child's run: `TRANSFERS` transfers, each acknowledged on stdout once committed.
-async fn child(path: String, me: usize) {
-    let db = builder(Path::new(&path)).open().await.unwrap();
+async fn child(path: String, me: usize, store: Store) {
+    let db = open(Path::new(&path), store).await;
     let bank = db.begin().await.unwrap().root().await.unwrap();
     let ledger = bank.ledgers[me];
     let accounts = bank.accounts.clone();
@@ -97,6 +151,31 @@ async fn child(path: String, me: usize) {
     db.close().await.unwrap();
 }
 
+/// The packer's run: `PACKS` packs while the others commit, each reported when it
+/// starts (at its first progress report) and when it is done.
+async fn packer(path: String, store: Store) {
+    let db = open(Path::new(&path), store).await;
+    for k in 0..PACKS {
+        let told = std::sync::atomic::AtomicBool::new(false);
+        let opts = durus::journal::PackOptions {
+            progress: Some(std::sync::Arc::new(move |_| {
+                if !told.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    let mut out = std::io::stdout();
+                    let _ = writeln!(out, "ack {}", STARTED + k);
+                    let _ = out.flush();
+                }
+            })),
+            ..Default::default()
+        };
+        db.pack(opts).await.unwrap();
+        let mut out = std::io::stdout();
+        writeln!(out, "ack {k}").unwrap();
+        out.flush().unwrap();
+        blocking::unblock(|| std::thread::sleep(std::time::Duration::from_millis(20))).await;
+    }
+    db.close().await.unwrap();
+}
+
 /// The entry point of the child processes the tests below start; it does nothing when
 /// run as an ordinary test.
 #[test]
@@ -107,19 +186,22 @@ fn bank_child_process() {
     let mut parts = spec.split('|');
     let path = parts.next().unwrap().to_string();
     let me: usize = parts.next().unwrap().parse().unwrap();
+    let store = Store::parse(parts.next().unwrap());
     // Half the children run under tokio, half under smol.
-    if me.is_multiple_of(2) {
+    if me == PACKER {
+        smol::block_on(packer(path, store));
+    } else if me.is_multiple_of(2) {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap()
-            .block_on(child(path, me));
+            .block_on(child(path, me, store));
     } else {
-        smol::block_on(child(path, me));
+        smol::block_on(child(path, me, store));
     }
 }
 
-fn spawn(path: &Path, me: usize, acks: mpsc::Sender<(usize, u64)>) -> Child {
+fn spawn(path: &Path, me: usize, store: Store, acks: mpsc::Sender<(usize, u64)>) -> Child {
     let mut c = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -128,7 +210,7 @@ fn spawn(path: &Path, me: usize, acks: mpsc::Sender<(usize, u64)>) -> Child {
             "--test-threads",
             "1",
         ])
-        .env(CHILD_ENV, format!("{}|{me}", path.display()))
+        .env(CHILD_ENV, format!("{}|{me}|{}", path.display(), store.name()))
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -144,38 +226,62 @@ fn spawn(path: &Path, me: usize, acks: mpsc::Sender<(usize, u64)>) -> Child {
     c
 }
 
-/// Runs the four processes; with `kill_after`, process 0 is SIGKILLed once it has
-/// acknowledged that many transfers. Then checks everything.
-fn run(kill_after: Option<u64>) {
+/// Who is SIGKILLed, if anyone.
+#[derive(Clone, Copy, PartialEq)]
+enum Kill {
+    None,
+    /// Process 0, once it has acknowledged this many transfers.
+    Banker(u64),
+    /// The packer, once it has started its second pack.
+    Packer,
+}
+
+/// Runs the four processes (and the packer, with `packs`), kills as told, then checks
+/// everything.
+fn run(kill: Kill, packs: bool) {
+    run_on(Store::Journal, kill, packs);
+}
+
+fn run_on(store: Store, kill: Kill, packs: bool) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bank.durus");
-    futures::executor::block_on(create(&path));
+    futures::executor::block_on(create(&path, store));
     let (tx, rx) = mpsc::channel();
-    let mut children: Vec<Child> = (0..PROCESSES).map(|me| spawn(&path, me, tx.clone())).collect();
+    let n = if packs { PROCESSES + 1 } else { PROCESSES };
+    let mut children: Vec<Child> = (0..n).map(|me| spawn(&path, me, store, tx.clone())).collect();
     drop(tx);
     let mut acked: BTreeMap<usize, BTreeSet<u64>> = BTreeMap::new();
-    let mut killed = false;
+    let mut killed = None;
     for (me, id) in rx.iter() {
         acked.entry(me).or_default().insert(id);
-        if let Some(n) = kill_after {
-            if me == 0 && !killed && acked[&0].len() as u64 >= n {
-                children[0].kill().unwrap();
-                killed = true;
-            }
+        let victim = match kill {
+            Kill::Banker(n) if me == 0 && acked[&0].len() as u64 >= n => Some(0),
+            Kill::Packer if me == PACKER && id == STARTED + 1 => Some(PACKER),
+            _ => None,
+        };
+        if let (Some(v), None) = (victim, killed) {
+            children[v].kill().unwrap();
+            killed = Some(v);
         }
     }
     for (me, c) in children.iter_mut().enumerate() {
         let status = c.wait().unwrap();
-        if !(killed && me == 0) {
+        if killed != Some(me) {
             assert!(status.success(), "child {me} failed: {status}");
         }
     }
-    if kill_after.is_some() {
-        assert!(killed, "process 0 finished before it could be killed");
+    if kill != Kill::None {
+        assert!(killed.is_some(), "the process to kill finished first");
     }
+    if packs && killed != Some(PACKER) {
+        let done = acked.remove(&PACKER).unwrap_or_default();
+        assert_eq!(done.iter().filter(|&&k| k < STARTED).count() as u64, PACKS);
+    }
+    acked.remove(&PACKER);
+    let killed = killed == Some(0);
 
     futures::executor::block_on(async {
-        let db = builder(&path).open().await.unwrap();
+        let db = open(&path, store).await;
         // One more commit: it cuts off whatever a killed process left half-written.
         db.transact(|tx| {
             Box::pin(async move {
@@ -220,17 +326,46 @@ fn run(kill_after: Option<u64>) {
         assert_eq!(total, START * ACCOUNTS as i64);
         db.close().await.unwrap();
     });
+    if store != Store::Journal {
+        return;
+    }
     let report = Journal::verify_path(&path).unwrap();
     assert_eq!(report.torn_tail, None, "{report:?}");
-    assert!(report.transactions > PROCESSES as u64 * 10, "{report:?}");
+    if !packs {
+        assert!(report.transactions > PROCESSES as u64 * 10, "{report:?}");
+    }
+    // A pack cut short leaves its file behind until the next writable open.
+    assert!(!dir.path().join("bank.durus.packing").exists());
 }
 
 #[test]
 fn four_processes_share_one_file() {
-    run(None);
+    run(Kill::None, false);
 }
 
 #[test]
 fn four_processes_with_one_killed() {
-    run(Some(15));
+    run(Kill::Banker(15), false);
+}
+
+#[test]
+fn four_processes_commit_while_a_fifth_packs() {
+    run(Kill::None, true);
+}
+
+#[test]
+fn four_processes_commit_while_a_fifth_packs_and_is_killed_in_a_pack() {
+    run(Kill::Packer, true);
+}
+
+#[cfg(feature = "sqlite")]
+#[test]
+fn four_processes_share_one_sqlite_file() {
+    run_on(Store::Sqlite, Kill::None, false);
+}
+
+#[cfg(feature = "sqlite")]
+#[test]
+fn four_processes_share_one_sqlite_file_with_one_killed() {
+    run_on(Store::Sqlite, Kill::Banker(15), false);
 }

@@ -149,3 +149,20 @@ fn a_dropped_commit_either_lands_whole_or_not_at_all() {
         assert_eq!(reopened.last_tid().await.unwrap().0, landed);
     });
 }
+
+#[cfg(feature = "server")]
+#[test]
+fn client_storage_over_a_server_on_every_runtime() {
+    on_all_runtimes(|_| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let server = common::server::TestServer::file(
+            &dir.path().join("rt.durus"),
+            durus::server::ServerOptions::default(),
+        );
+        exercise(Arc::new(server.client().await)).await;
+        // Closing a client closes its connection, not the server's storage.
+        let again = server.client().await;
+        assert_eq!(again.load(Oid::ROOT).await.unwrap().record.data, b"root");
+        server.stop();
+    });
+}

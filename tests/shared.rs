@@ -214,3 +214,120 @@ fn a_killed_writers_partial_append_is_ignored_then_cut_off() {
         assert_eq!(report.transactions, 2, "{report:?}");
     });
 }
+
+#[test]
+fn a_pack_by_one_handle_is_followed_by_the_others() {
+    on_all_runtimes(|_| async {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shared.durus");
+        let a = shared(&path).open().await.unwrap();
+        let b = shared(&path).open().await.unwrap();
+        let c = shared(&path).open().await.unwrap();
+        // Garbage: notes replaced, each leaving the old one unreachable.
+        for i in 0..10 {
+            let mut tx = a.begin().await.unwrap();
+            let n = tx
+                .insert(Note {
+                    text: format!("note {i}"),
+                    others: vec![],
+                })
+                .await
+                .unwrap();
+            let root = tx.root_mut().await.unwrap();
+            root.text = format!("a{i}");
+            root.others = vec![n];
+            tx.commit().await.unwrap();
+        }
+        // b holds a transaction from before the pack; c is idle throughout it.
+        let old = b.begin().await.unwrap();
+        let old_note = old.root().await.unwrap().others[0];
+        assert_eq!(old.get(old_note).await.unwrap().text, "note 9");
+        set(&b, "b before").await;
+        let report = a.pack(durus::journal::PackOptions::default()).await.unwrap();
+        assert!(report.freed() > 0 && report.objects == 2, "{report:?}");
+        // Every handle goes on on the new file: commits land there, and each sees the
+        // others'.
+        set(&b, "b after").await;
+        assert_eq!(text(&a).await, "b after");
+        assert_eq!(text(&c).await, "b after");
+        set(&c, "c after").await;
+        assert_eq!(text(&b).await, "c after");
+        // The transaction from before reads what it read, from the old file.
+        assert_eq!(old.root().await.unwrap().text, "a9");
+        assert_eq!(old.get(old_note).await.unwrap().text, "note 9");
+        drop(old);
+        // A second pack, by another handle, is followed as well.
+        let report = c.pack(durus::journal::PackOptions::default()).await.unwrap();
+        assert_eq!(report.objects, 2);
+        set(&a, "a last").await;
+        assert_eq!(text(&b).await, "a last");
+        for db in [a, b, c] {
+            db.close().await.unwrap();
+        }
+        let report = Journal::verify_path(&path).unwrap();
+        assert!(report.torn_tail.is_none());
+        let db = shared(&path).open().await.unwrap();
+        assert_eq!(text(&db).await, "a last");
+        db.close().await.unwrap();
+        assert!(!dir.path().join("shared.durus.packing").exists());
+    });
+}
+
+#[test]
+fn two_handles_cannot_pack_at_once_and_oids_stay_unique() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.durus");
+    let opts = JournalOptions {
+        shared: true,
+        ..Default::default()
+    };
+    let a = Journal::open(&path, opts.clone()).unwrap();
+    let b = Journal::open(&path, opts).unwrap();
+    let mine = a.new_oids(3).unwrap();
+    let theirs = b.new_oids(3).unwrap();
+    let commit = |j: &Journal, oid: Oid, refs: Vec<Oid>| {
+        let req = CommitRequest {
+            snapshot: j.refresh().unwrap(),
+            records: vec![Record::new(oid, vec![1], refs)],
+            ..Default::default()
+        };
+        j.commit(&req).unwrap()
+    };
+    commit(&a, Oid::ROOT, mine.iter().chain(&theirs).copied().collect());
+    for &o in mine.iter().chain(&theirs) {
+        commit(&b, o, vec![]);
+    }
+    // One pack at a time: while another process holds the pack lock (here taken by
+    // hand, as a running pack holds it), a pack is refused.
+    let held = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(dir.path().join("shared.durus.packlock"))
+        .unwrap();
+    held.try_lock().unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    assert!(matches!(
+        b.pack(&Default::default(), &stop),
+        Err(Error::Locked { .. })
+    ));
+    held.unlock().unwrap();
+    let r = b.pack(&Default::default(), &stop).unwrap();
+    assert_eq!(r.objects, 7);
+    // Each handle keeps its own oid range across the other's pack.
+    let more_a = a.new_oids(2).unwrap();
+    let more_b = b.new_oids(2).unwrap();
+    let mut all: Vec<Oid> = mine
+        .iter()
+        .chain(&theirs)
+        .chain(&more_a)
+        .chain(&more_b)
+        .copied()
+        .collect();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 10);
+    commit(&a, more_a[0], vec![]);
+    commit(&b, more_b[0], vec![]);
+    assert_eq!(a.refresh().unwrap(), b.refresh().unwrap());
+}

@@ -94,6 +94,34 @@ enum Kind {
     Memory,
     File(PathBuf),
     MemFile(MemFile),
+    /// `ClientStorage` through a server on a journal file.
+    #[cfg(feature = "server")]
+    Remote(PathBuf),
+    /// `SqliteStorage` on a file.
+    #[cfg(feature = "sqlite")]
+    Sqlite(PathBuf),
+}
+
+/// What keeps a storage under test alive: the file storage (to checkpoint), and for a
+/// remote one, its server.
+#[derive(Default)]
+struct Held {
+    file: Option<FileStorage>,
+    /// Whether the storage keeps its data across a close and reopen.
+    reopenable: bool,
+    #[cfg(feature = "server")]
+    server: Option<common::server::TestServer>,
+}
+
+impl Held {
+    fn file(s: FileStorage) -> Held {
+        Held {
+            file: Some(s),
+            reopenable: true,
+            #[cfg(feature = "server")]
+            server: None,
+        }
+    }
 }
 
 fn opts() -> JournalOptions {
@@ -106,27 +134,54 @@ fn opts() -> JournalOptions {
     }
 }
 
-async fn open(kind: &Kind) -> (Arc<dyn Storage>, Option<FileStorage>) {
+async fn open(kind: &Kind) -> (Arc<dyn Storage>, Held) {
     match kind {
-        Kind::Memory => (Arc::new(MemoryStorage::new()), None),
+        Kind::Memory => (Arc::new(MemoryStorage::new()), Held::default()),
         Kind::File(p) => {
             let s = FileStorage::open(p.clone(), opts())
                 .await
                 .expect("open file storage");
-            (Arc::new(s.clone()), Some(s))
+            (Arc::new(s.clone()), Held::file(s))
         }
         Kind::MemFile(m) => {
             let s = FileStorage::open_io(Box::new(m.clone()), opts())
                 .await
                 .expect("open memfile storage");
-            (Arc::new(s.clone()), Some(s))
+            (Arc::new(s.clone()), Held::file(s))
+        }
+        #[cfg(feature = "server")]
+        Kind::Remote(p) => {
+            let server = common::server::TestServer::file_with(p, opts(), Default::default());
+            let client = server.client().await;
+            (
+                Arc::new(client),
+                Held {
+                    file: server.file.clone(),
+                    reopenable: true,
+                    server: Some(server),
+                },
+            )
+        }
+        #[cfg(feature = "sqlite")]
+        Kind::Sqlite(p) => {
+            let opts = durus::storage::SqliteOptions::default().durability(Durability::Eventual);
+            let s = durus::storage::SqliteStorage::open(p.clone(), opts)
+                .await
+                .expect("open sqlite storage");
+            (
+                Arc::new(s),
+                Held {
+                    reopenable: true,
+                    ..Held::default()
+                },
+            )
         }
     }
 }
 
 async fn run_ops(kind: Kind, ops: Vec<Op>) {
     let mut model = Model::new();
-    let (mut s, mut file) = open(&kind).await;
+    let (mut s, mut held) = open(&kind).await;
     for op in ops {
         match op {
             Op::Alloc(n) => {
@@ -239,18 +294,38 @@ async fn run_ops(kind: Kind, ops: Vec<Op>) {
                 }
             }
             Op::Reopen { clean } => {
-                if file.is_some() {
+                #[cfg(feature = "server")]
+                if let Some(server) = held.server.take() {
+                    // The server restarts on the same socket; an unclean "reopen" keeps
+                    // the client, which must reconnect by itself.
                     if clean {
                         s.close().await.expect("close");
                         assert!(matches!(s.load(Oid::ROOT).await, Err(Error::Closed)));
                     }
-                    drop((s, file));
-                    (s, file) = open(&kind).await;
+                    drop(held.file.take());
+                    server.stop();
+                    let Kind::Remote(p) = &kind else { unreachable!() };
+                    let server = common::server::TestServer::file_with(p, opts(), Default::default());
+                    if clean {
+                        s = Arc::new(server.client().await);
+                    }
+                    held.file = server.file.clone();
+                    held.server = Some(server);
+                    assert_eq!(s.last_tid().await.expect("last_tid"), model.last());
+                    continue;
+                }
+                if held.reopenable {
+                    if clean {
+                        s.close().await.expect("close");
+                        assert!(matches!(s.load(Oid::ROOT).await, Err(Error::Closed)));
+                    }
+                    drop((s, held));
+                    (s, held) = open(&kind).await;
                     assert_eq!(s.last_tid().await.expect("last_tid"), model.last());
                 }
             }
             Op::Checkpoint => {
-                if let Some(f) = &file {
+                if let Some(f) = &held.file {
                     let f = f.clone();
                     blocking::unblock(move || f.journal().checkpoint())
                         .await
@@ -288,6 +363,32 @@ proptest! {
             let ops = ops.clone();
             async move {
                 run_ops(Kind::File(dir.path().join("model.durus")), ops).await;
+                drop(dir);
+            }
+        });
+    }
+
+    #[cfg(feature = "server")]
+    #[test]
+    fn client_storage_through_a_server_matches_model(ops in prop::collection::vec(op(), 1..40)) {
+        on_all_runtimes(|_| {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let ops = ops.clone();
+            async move {
+                run_ops(Kind::Remote(dir.path().join("model.durus")), ops).await;
+                drop(dir);
+            }
+        });
+    }
+
+    #[cfg(feature = "sqlite")]
+    #[test]
+    fn sqlite_storage_matches_model(ops in prop::collection::vec(op(), 1..40)) {
+        on_all_runtimes(|_| {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let ops = ops.clone();
+            async move {
+                run_ops(Kind::Sqlite(dir.path().join("model.sqlite")), ops).await;
                 drop(dir);
             }
         });

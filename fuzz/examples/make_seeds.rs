@@ -171,6 +171,93 @@ fn record_decode_seeds(dir: &Path) {
     }
 }
 
+/// Well-formed traffic of both protocols, behind the selector byte of each decoder.
+fn protocol_decode_seeds(dir: &Path) {
+    use durus::protocol::{v1, v2};
+    let mut n = 0;
+    let records = vec![
+        Record::new(Oid::ROOT, b"root".to_vec(), vec![Oid(1)]),
+        Record::new(Oid(1), vec![], vec![]),
+    ];
+    let mut v1_requests = vec![0u8];
+    v1_requests.extend_from_slice(b"V\0\0\0\x01NM\x20L\0\0\0\0\0\0\0\x01B\0\0\0\x01\0\0\0\0\0\0\0\0CSP.");
+    write(dir, &mut n, "v1 requests", &v1_requests);
+    let mut body = Vec::new();
+    v1::encode_commit_body(&records, &mut body).unwrap();
+    let mut v1_body = vec![1u8];
+    v1_body.extend_from_slice(&body[4..]);
+    write(dir, &mut n, "v1 commit body", &v1_body);
+    let requests = [
+        v2::Request::Load {
+            oid: Oid(1),
+            snapshot: Some(Tid(3)),
+        },
+        v2::Request::LoadMany {
+            oids: vec![Oid(0), Oid(1)],
+            snapshot: None,
+        },
+        v2::Request::NewOids { n: 32 },
+        v2::Request::Commit {
+            req: CommitRequest {
+                snapshot: Tid(2),
+                records: records.clone(),
+                reads: vec![Oid(3)],
+                rebased: vec![(Oid(1), Tid(2))],
+            },
+            want_records: true,
+        },
+        v2::Request::ChangesSince { since: Tid(1) },
+        v2::Request::LastTid,
+        v2::Request::Transactions {
+            after: Tid(0),
+            max: 100,
+        },
+        v2::Request::TidAtTime { timestamp: 5 },
+        v2::Request::ScanNext { cursor: 0, max: 10 },
+        v2::Request::ScanClose { cursor: 1 },
+        v2::Request::Subscribe,
+    ];
+    let mut v2_requests = vec![2u8];
+    for (i, r) in requests.iter().enumerate() {
+        v2::encode_request(i as u32 + 1, r, &mut v2_requests).unwrap();
+    }
+    write(dir, &mut n, "v2 requests", &v2_requests);
+    let loaded = durus::record::Loaded {
+        record: records[0].clone(),
+        tid: Tid(4),
+    };
+    let replies = [
+        v2::Reply::Records(vec![Some(loaded.clone()), None]),
+        v2::Reply::Oids(vec![Oid(5)]),
+        v2::Reply::Conflict {
+            last: Tid(9),
+            oids: vec![Oid(0)],
+            records: vec![loaded.clone()],
+        },
+        v2::Reply::Tid(Tid(4)),
+        v2::Reply::Transactions {
+            txs: vec![durus::record::TxInfo {
+                tid: Tid(1),
+                timestamp: 2,
+                oids: vec![Oid(0)],
+            }],
+            more: false,
+        },
+        v2::Reply::ScanPage {
+            cursor: 1,
+            done: true,
+            records: vec![loaded],
+        },
+        v2::Reply::Error(durus::Error::Invalid("no".into())),
+        v2::Reply::Pushed(durus::storage::Change::Lagged { resume_after: Tid(3) }),
+    ];
+    let mut v2_replies = vec![3u8];
+    for (i, r) in replies.iter().enumerate() {
+        v2::encode_reply(i as u32 + 1, r, &mut v2_replies).unwrap();
+    }
+    write(dir, &mut n, "v2 replies", &v2_replies);
+}
+
 /// One well-formed encoding of each piece of the journal format.
 fn format_decode_seeds(dir: &Path) {
     let mut n = 0;
@@ -356,12 +443,13 @@ type Seeds = fn(&Path);
 
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
-    let all: [(&str, Seeds); 5] = [
+    let all: [(&str, Seeds); 6] = [
         ("journal_open", journal_open_seeds),
         ("record_decode", record_decode_seeds),
         ("format_decode", format_decode_seeds),
         ("object_decode", object_decode_seeds),
         ("journal_ops", journal_ops_seeds),
+        ("protocol_decode", protocol_decode_seeds),
     ];
     let wanted: Vec<String> = std::env::args().skip(1).collect();
     for (name, seeds) in all {

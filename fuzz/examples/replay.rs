@@ -21,9 +21,10 @@ fn main() {
         "format_decode" => (durus_fuzz::check_format_decode, durus_fuzz::format_bound),
         "object_decode" => (durus_fuzz::check_object_decode, durus_fuzz::object_bound),
         "journal_ops" => (durus_fuzz::check_journal_ops, durus_fuzz::ops_bound),
+        "protocol_decode" => (durus_fuzz::check_protocol_decode, durus_fuzz::protocol_bound),
         other => panic!(
             "unknown target {other}; expected record_decode, journal_open, format_decode, \
-             object_decode or journal_ops"
+             object_decode, journal_ops or protocol_decode"
         ),
     };
     let mut paths: Vec<std::path::PathBuf> = Vec::new();

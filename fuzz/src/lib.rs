@@ -14,6 +14,7 @@
 mod formats;
 mod objects;
 mod ops;
+mod protocol;
 
 pub use formats::{check_format_decode, format_bound, format_selector, Piece, FORMAT_FIX_CRC, FORMAT_VERIFY};
 pub use objects::{
@@ -21,6 +22,7 @@ pub use objects::{
     OBJECT_TYPES,
 };
 pub use ops::{check_journal_ops, ops_bound, Op};
+pub use protocol::{check_protocol_decode, protocol_bound, PROTOCOL_TARGETS};
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::Write as _;
@@ -490,7 +492,7 @@ pub fn fix_checksums(f: &mut [u8]) {
         let block = &mut f[pos..pos + len];
         let trailer_at = len - TRAILER;
         match kind {
-            BlockKind::Transaction => {
+            BlockKind::Transaction | BlockKind::Pack => {
                 let body_end = trailer_at;
                 let mut at = BLOCK_HEADER;
                 while at + ENTRY_HEADER <= body_end {

@@ -22,16 +22,19 @@ use crate::storage::{FileStorage, MemoryStorage, Storage};
 /// | [`Db::builder(path)`](Db::builder) (or [`DbBuilder::file`]) | the journal file at `path`, created if missing |
 /// | [`DbBuilder::memory`] | memory, gone when the last handle is dropped |
 /// | [`DbBuilder::storage`], [`DbBuilder::storage_arc`] | a [`Storage`] you opened yourself |
+/// | [`DbBuilder::storage`]`(SqliteStorage::open(path, opts).await?)` (feature `sqlite`) | a SQLite file |
 ///
 /// | setting | default | applies to |
 /// |---|---|---|
 /// | [`cache_size`](DbBuilder::cache_size) | 100,000 objects | every source |
+/// | [`cache_bytes`](DbBuilder::cache_bytes) | 256 MiB | every source |
 /// | [`max_attempts`](DbBuilder::max_attempts) | 20 | every source |
 /// | [`backoff`](DbBuilder::backoff) | 200 µs, at most 50 ms | every source |
 /// | [`options`](DbBuilder::options) | [`DbOptions::default()`] | every source |
 /// | [`durability`](DbBuilder::durability) | [`Durability::Immediate`] (every commit is fsynced) | a journal file |
 /// | [`shared`](DbBuilder::shared) | `false` (one writing process at a time) | a journal file |
 /// | [`read_only`](DbBuilder::read_only) | `false` | a journal file |
+/// | [`auto_pack`](DbBuilder::auto_pack) | off (pack when asked) | a journal file |
 /// | [`journal_options`](DbBuilder::journal_options) | [`JournalOptions::default()`] | a journal file |
 ///
 /// Settings apply in the order they are made, so a later call overrides what an earlier
@@ -151,6 +154,15 @@ impl<R> DbBuilder<R> {
         self
     }
 
+    /// About how many bytes the shared cache keeps (default 256 MiB), counting each
+    /// object's stored size plus a fixed overhead; see [`DbOptions::cache_bytes`]. The
+    /// cache holds at most [`cache_size`](DbBuilder::cache_size) objects and at most
+    /// this many bytes.
+    pub fn cache_bytes(mut self, bytes: usize) -> DbBuilder<R> {
+        self.options.cache_bytes = bytes;
+        self
+    }
+
     /// How many times [`Db::transact`] runs a transaction that keeps conflicting before
     /// it returns the conflict (default 20).
     pub fn max_attempts(mut self, attempts: u32) -> DbBuilder<R> {
@@ -195,6 +207,15 @@ impl<R> DbBuilder<R> {
     pub fn read_only(mut self, read_only: bool) -> DbBuilder<R> {
         self.options.journal.read_only = read_only;
         self.journal_setting("read_only")
+    }
+
+    /// Packs the journal file in the background once `bytes` of transactions have been
+    /// appended since it was opened or last packed (Durus's `--gcbytes`; default: only
+    /// when asked, with [`Db::pack`]); see [`JournalOptions::auto_pack`]. Journal file
+    /// only.
+    pub fn auto_pack(mut self, bytes: u64) -> DbBuilder<R> {
+        self.options.journal.auto_pack = Some(bytes);
+        self.journal_setting("auto_pack")
     }
 
     /// Every journal setting at once (preallocation, checkpoints, creation and the

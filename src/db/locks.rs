@@ -5,17 +5,22 @@
 //! entry counts its users, and every way out (the guard dropped, or a waiting future
 //! dropped before it got the lock) gives its count back.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::record::Oid;
+use crate::record::{Oid, OidMap};
 
 type OidMutex = Arc<async_lock::Mutex<()>>;
+
+/// How many parts the map is split into, by oid, so that tasks on different threads
+/// locking different oids rarely meet on one mutex.
+const PARTS: usize = 16;
+
+type Part = Mutex<OidMap<(OidMutex, usize)>>;
 
 /// A map of oid -> async mutex, holding entries only while they are in use.
 #[derive(Default)]
 pub(crate) struct LockMap {
-    map: Mutex<HashMap<Oid, (OidMutex, usize)>>,
+    parts: [Part; PARTS],
 }
 
 /// A user's claim on one oid's entry; giving it back removes the entry when it was the
@@ -28,7 +33,7 @@ struct Claim<'a> {
 
 impl Drop for Claim<'_> {
     fn drop(&mut self) {
-        let mut map = self.locks.lock_map();
+        let mut map = self.locks.part(self.oid);
         if let Some((_, users)) = map.get_mut(&self.oid) {
             *users -= 1;
             if *users == 0 {
@@ -46,13 +51,14 @@ pub(crate) struct OidGuard<'a> {
 }
 
 impl LockMap {
-    fn lock_map(&self) -> MutexGuard<'_, HashMap<Oid, (OidMutex, usize)>> {
-        // Updates to the map cannot panic halfway, so a poisoned lock is still sound.
-        crate::sync::lock(&self.map)
+    fn part(&self, oid: Oid) -> MutexGuard<'_, OidMap<(OidMutex, usize)>> {
+        // Runs of 16 oids share a part, as cache shards do. Updates to the map cannot
+        // panic halfway, so a poisoned lock is still sound.
+        crate::sync::lock(&self.parts[(oid.0 >> 4) as usize % PARTS])
     }
 
     fn claim(&self, oid: Oid) -> Claim<'_> {
-        let mut map = self.lock_map();
+        let mut map = self.part(oid);
         let (mutex, users) = map.entry(oid).or_insert_with(|| (Arc::default(), 0));
         *users += 1;
         Claim {
@@ -88,7 +94,7 @@ impl LockMap {
 
     /// How many oids have entries (for tests of the no-leak property).
     pub(crate) fn len(&self) -> usize {
-        self.lock_map().len()
+        self.parts.iter().map(|p| crate::sync::lock(p).len()).sum()
     }
 }
 

@@ -8,6 +8,9 @@
 //!
 //! # How the cache stays right
 //!
+//! (Which objects the cache keeps, by CLOCK and frequency within an object count and
+//! a byte budget, is `cache`'s business and never changes what a reader sees.)
+//!
 //! Every cache entry is the newest committed version of its oid known to this `Db`,
 //! tagged with the tid that committed it. Loading an oid into the cache and publishing
 //! a commit's new states both hold that oid's async lock (`locks`), and a load checks
@@ -28,6 +31,7 @@ mod builder;
 mod cache;
 mod locks;
 mod read;
+mod sketch;
 mod tools;
 mod transaction;
 
@@ -64,6 +68,11 @@ const OFFLOAD_AT: usize = 64;
 pub struct DbOptions {
     /// About how many decoded objects the shared cache keeps (Durus's `cache_size`).
     pub cache_size: usize,
+    /// About how many bytes the shared cache keeps, counting each object's stored size
+    /// plus about 128 bytes (ZODB's `cache_size_bytes`); whichever of the two bounds is
+    /// reached first applies. An object larger than its cache shard's share of the
+    /// budget (1/64 of it in a cache of over 16,384 objects) is not kept.
+    pub cache_bytes: usize,
     /// Attempts [`Db::transact`] makes before it returns the last conflict.
     pub max_attempts: u32,
     /// Backoff before the second attempt of [`Db::transact`]; it doubles each time, with
@@ -80,6 +89,7 @@ impl Default for DbOptions {
     fn default() -> Self {
         DbOptions {
             cache_size: 100_000,
+            cache_bytes: 256 << 20,
             max_attempts: 20,
             backoff: Duration::from_micros(200),
             max_backoff: Duration::from_millis(50),
@@ -100,6 +110,8 @@ pub struct DbStats {
     pub cache_misses: u64,
     /// Objects in the cache now.
     pub cached: usize,
+    /// Bytes the cached objects count against [`DbOptions::cache_bytes`].
+    pub cached_bytes: usize,
     /// Oid locks currently held or waited for.
     pub oid_locks: usize,
     /// Conflicts merged by [`Persistent::resolve`].
@@ -178,7 +190,7 @@ impl<R: Persistent + Default> Db<R> {
         let last = storage.last_tid().await?;
         let db = Db {
             inner: Arc::new(Inner {
-                cache: Cache::new(options.cache_size),
+                cache: Cache::new(options.cache_size, options.cache_bytes),
                 storage,
                 locks: LockMap::default(),
                 cache_tid: AtomicU64::new(last.0),
@@ -269,10 +281,20 @@ impl<R: Persistent> Db<R> {
         if self.inner.needs_resync.load(Ordering::Acquire) {
             self.inner.resync().await?;
         }
-        Ok(Transaction::new(
-            self.clone(),
-            Tid(self.inner.cache_tid.load(Ordering::Acquire)),
-        ))
+        let snapshot = Tid(self.inner.cache_tid.load(Ordering::Acquire));
+        match self.inner.storage.pin(snapshot) {
+            Ok(pin) => Ok(Transaction::new(self.clone(), snapshot, pin)),
+            // A pack moved past what this Db has caught up with (commits made around
+            // it, not through this Db): catch up to the storage's present and pin that.
+            Err(Error::HistoryGone { .. }) => {
+                self.inner.needs_resync.store(true, Ordering::Release);
+                self.inner.resync().await?;
+                let snapshot = Tid(self.inner.cache_tid.load(Ordering::Acquire));
+                let pin = self.inner.storage.pin(snapshot)?;
+                Ok(Transaction::new(self.clone(), snapshot, pin))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Starts a transaction on the database as it was right after transaction `tid`
@@ -281,8 +303,9 @@ impl<R: Persistent> Db<R> {
     ///
     /// # Errors
     ///
-    /// [`Error::SnapshotAhead`] if `tid` is after the last committed transaction; the
-    /// errors of [`begin`](Db::begin).
+    /// [`Error::SnapshotAhead`] if `tid` is after the last committed transaction;
+    /// [`Error::HistoryGone`] if `tid` is before the point a pack kept history from;
+    /// the errors of [`begin`](Db::begin).
     ///
     /// # Cancel safety
     ///
@@ -292,7 +315,8 @@ impl<R: Persistent> Db<R> {
         if tid > now.snapshot() {
             return Err(Error::snapshot_ahead(tid, now.snapshot()));
         }
-        Ok(Transaction::new(self.clone(), tid))
+        let pin = self.inner.storage.pin(tid)?;
+        Ok(Transaction::new(self.clone(), tid, pin))
     }
 
     /// Starts a transaction on the database as it was at `timestamp` (microseconds since
@@ -403,6 +427,53 @@ impl<R: Persistent> Db<R> {
         self.inner.storage.changes()
     }
 
+    /// Packs the storage: drops old versions and objects no longer reachable from the
+    /// root, while this and other tasks go on reading and committing (see
+    /// [`Storage::pack`]). Transactions begun before it keep reading exactly what they
+    /// read before; [`PackOptions::keep`](crate::journal::PackOptions) keeps a window
+    /// of history for [`begin_at`](Db::begin_at) and
+    /// [`begin_at_time`](Db::begin_at_time).
+    ///
+    /// ```
+    /// use durus::journal::PackOptions;
+    /// use durus::{Counter, Db, Ref};
+    ///
+    /// # fn main() -> durus::Result<()> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = dir.path().join("counter.durus");
+    /// futures::executor::block_on(async {
+    ///     let db: Db<Counter> = Db::open(&path).await?;
+    ///     for _ in 0..100 {
+    ///         db.transact(|tx| Box::pin(async move {
+    ///             tx.root_mut().await?.increment();
+    ///             Ok(())
+    ///         }))
+    ///         .await?;
+    ///     }
+    ///     let report = db.pack(PackOptions::default()).await?;
+    ///     assert_eq!(report.objects, 1); // the counter's newest version
+    ///     assert!(report.freed() > 0);
+    ///     assert_eq!(db.begin().await?.root().await?.get(), 100);
+    ///     Ok(())
+    /// })
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Storage::pack`]: [`Error::Unsupported`] for a storage that cannot pack (in
+    /// memory, over the network), [`Error::Locked`] while another process sharing the
+    /// file packs it, [`Error::DanglingRefs`] if reachable objects refer to oids
+    /// that have no record.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future stops the pack at its next step and leaves the storage as it
+    /// was; nothing committed is ever lost.
+    pub async fn pack(&self, opts: crate::journal::PackOptions) -> Result<crate::journal::PackReport> {
+        self.inner.storage.pack(opts).await
+    }
+
     /// The storage underneath.
     pub fn storage(&self) -> &Arc<dyn Storage> {
         &self.inner.storage
@@ -414,6 +485,7 @@ impl<R: Persistent> Db<R> {
             storage_loads: self.inner.storage_loads.load(Ordering::Relaxed),
             cache_misses: self.inner.cache.misses(),
             cached: self.inner.cache.len(),
+            cached_bytes: self.inner.cache.bytes(),
             oid_locks: self.inner.locks.len(),
             resolved_conflicts: self.inner.resolved.load(Ordering::Relaxed),
         }
@@ -494,7 +566,22 @@ impl Inner {
         // storage fails it, and when this future is dropped at one of its awaits.
         let mut armed = ResyncOnDrop(Some(&self.needs_resync));
         let from = Tid(self.cache_tid.load(Ordering::Acquire));
-        let txs = self.storage.transactions(from).await?;
+        let txs = match self.storage.transactions(from).await {
+            Ok(txs) => txs,
+            // A pack dropped the list of what changed since `from`: nothing cached can
+            // be trusted to be the newest, so start over from the storage's present.
+            Err(Error::HistoryGone { .. }) => {
+                let last = self.storage.last_tid().await?;
+                self.cache.clear();
+                let mut p = crate::sync::lock(&self.published);
+                let at = self.cache_tid.load(Ordering::Acquire).max(last.0);
+                p.retain(|&t| t > at);
+                self.cache_tid.store(at, Ordering::Release);
+                armed.0 = None;
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
         let reached = txs.last().map_or(from, |tx| tx.tid).max(from);
         // Each oid once, with the newest transaction that wrote it.
         let mut newest: std::collections::BTreeMap<Oid, Tid> = std::collections::BTreeMap::new();
@@ -529,6 +616,7 @@ impl Inner {
         req: CommitRequest,
         encode: Option<crate::storage::Encoder>,
         states: Vec<(Oid, AnyState, &'static str)>,
+        sizes: RecordSizes,
     ) -> Result<crate::record::Committed> {
         // If this future is dropped while the storage commits, the commit may still land
         // without being published here; make the next transaction catch up.
@@ -540,13 +628,15 @@ impl Inner {
         armed.0 = None;
         match r {
             Ok(c) => {
-                for (oid, state, name) in states {
+                let sizes = sizes.get().map_or(&[][..], |v| &v[..]);
+                for (i, (oid, state, name)) in states.into_iter().enumerate() {
                     self.cache.insert(
                         oid,
                         Entry {
                             tid: c.tid,
                             state: State::Typed(state, name),
                         },
+                        sizes.get(i).copied().unwrap_or(0),
                     );
                 }
                 self.mark_published(c.tid);
@@ -563,6 +653,10 @@ impl Inner {
         }
     }
 }
+
+/// The sizes of a commit's encoded records, in write order, set by whoever encodes them
+/// (the storage's commit writer, for a small commit).
+type RecordSizes = Arc<std::sync::OnceLock<Vec<usize>>>;
 
 struct ResyncOnDrop<'a>(Option<&'a AtomicBool>);
 

@@ -11,7 +11,11 @@ use super::cache::{AnyState, Entry, State};
 use super::{Inner, OFFLOAD_AT};
 use crate::error::{Error, Result};
 use crate::object::{decode, Persistent};
-use crate::record::{Loaded, Oid, Tid};
+use crate::record::{Loaded, Oid, OidMap, Tid};
+
+/// A newest version fetched by `load_many`: the oid, its state, the tid that committed
+/// it and its stored size.
+type Fetched<T> = (Oid, Arc<T>, Tid, usize);
 
 impl Inner {
     /// Loads `oid` as a `T` at `snapshot`: from the cache when its entry is visible at
@@ -34,6 +38,7 @@ impl Inner {
                     tid,
                     state: State::Typed(state.clone(), T::TYPE_NAME),
                 },
+                record.data.len(),
             );
             (state, tid)
         };
@@ -51,6 +56,8 @@ impl Inner {
         const IN_FLIGHT: usize = 3;
         let mut out: Vec<Option<Arc<T>>> = Vec::with_capacity(oids.len());
         let mut missing = Vec::new();
+        // The newest versions fetched here: the cache may decline to keep some of them.
+        let mut fetched: OidMap<(Arc<T>, Tid)> = OidMap::default();
         for &oid in oids {
             match self.cached::<T>(oid, snapshot)? {
                 Some((t, _)) => out.push(Some(t)),
@@ -79,29 +86,37 @@ impl Inner {
                 pending.push_back(self.fetch_decoded::<T>(c.to_vec()));
             }
             while let Some(done) = pending.next().await {
-                for (oid, state, tid) in done? {
+                for (oid, state, tid, size) in done? {
                     self.cache.insert(
                         oid,
                         Entry {
                             tid,
-                            state: State::Typed(state, T::TYPE_NAME),
+                            state: State::Typed(state.clone(), T::TYPE_NAME),
                         },
+                        size,
                     );
+                    fetched.insert(oid, (state, tid));
                 }
                 if let Some(c) = chunks.next() {
                     pending.push_back(self.fetch_decoded::<T>(c.to_vec()));
                 }
             }
         }
-        // Fill from the cache (now holding the newest versions); snapshots older than
-        // the newest version read it from the storage.
+        // Fill from what was fetched, else from the cache (an oid another task loaded
+        // while this one waited for its lock); snapshots older than the newest version
+        // read it from the storage.
         let mut result = Vec::with_capacity(out.len());
         for (i, o) in out.into_iter().enumerate() {
+            let oid = oids[i];
             match o {
                 Some(t) => result.push(t),
-                None => match self.cached::<T>(oids[i], snapshot)? {
-                    Some((t, _)) => result.push(t),
-                    None => result.push(self.load_old::<T>(oids[i], snapshot).await?.0),
+                None => match fetched.get(&oid) {
+                    Some((t, tid)) if *tid <= snapshot => result.push(t.clone()),
+                    Some(_) => result.push(self.load_old::<T>(oid, snapshot).await?.0),
+                    None => match self.cached::<T>(oid, snapshot)? {
+                        Some((t, _)) => result.push(t),
+                        None => result.push(self.load_old::<T>(oid, snapshot).await?.0),
+                    },
                 },
             }
         }
@@ -109,18 +124,19 @@ impl Inner {
     }
 
     /// Loads the newest versions of `chunk` and decodes them (on the blocking pool when
-    /// there are many).
-    async fn fetch_decoded<T: Persistent>(&self, chunk: Vec<Oid>) -> Result<Vec<(Oid, Arc<T>, Tid)>> {
+    /// there are many); each with its tid and stored size.
+    async fn fetch_decoded<T: Persistent>(&self, chunk: Vec<Oid>) -> Result<Vec<Fetched<T>>> {
         self.storage_loads.fetch_add(1, Ordering::Relaxed);
         let loaded = self.storage.load_many(chunk.clone(), None).await?;
         let many = chunk.len() >= OFFLOAD_AT;
-        let decode_all = move || -> Result<Vec<(Oid, Arc<T>, Tid)>> {
+        let decode_all = move || -> Result<Vec<Fetched<T>>> {
             chunk
                 .into_iter()
                 .zip(loaded)
                 .map(|(oid, l)| {
                     let Loaded { record, tid } = l.ok_or(Error::NotFound { oid })?;
-                    Ok((oid, Arc::new(decode::<T>(oid, &record.data)?), tid))
+                    let state = Arc::new(decode::<T>(oid, &record.data)?);
+                    Ok((oid, state, tid, record.data.len()))
                 })
                 .collect()
         };

@@ -95,12 +95,14 @@ impl<R: Persistent> Db<R> {
             let loaded = inner.storage.load_many(oids, None).await?;
             for l in loaded.into_iter().flatten() {
                 if !inner.cache.contains(l.record.oid) {
+                    let size = l.record.data.len();
                     inner.cache.insert(
                         l.record.oid,
                         Entry {
                             tid: l.tid,
                             state: State::Raw(Arc::from(l.record.data)),
                         },
+                        size,
                     );
                 }
                 for r in l.record.refs {

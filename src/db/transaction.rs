@@ -5,8 +5,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::cache::AnyState;
-use super::{to_record, Db};
+use super::{to_record, Db, RecordSizes};
 use crate::error::{Error, Result};
+use crate::journal::SnapshotPin;
 use crate::object::{decode, Persistent, Ref};
 use crate::record::{CommitRequest, Committed, Oid, Record, Tid};
 use crate::storage::Encoder;
@@ -91,6 +92,8 @@ pub struct Transaction<R> {
     /// Behind a lock so that `get` can take `&self` and reads can run concurrently.
     reads: Mutex<ReadSet>,
     writes: BTreeMap<Oid, Box<dyn AnyWrite>>,
+    /// Keeps the versions of `snapshot` readable if a pack runs meanwhile.
+    _pin: SnapshotPin,
 }
 
 impl<R> std::fmt::Debug for Transaction<R> {
@@ -104,12 +107,13 @@ impl<R> std::fmt::Debug for Transaction<R> {
 }
 
 impl<R: Persistent> Transaction<R> {
-    pub(super) fn new(db: Db<R>, snapshot: Tid) -> Transaction<R> {
+    pub(super) fn new(db: Db<R>, snapshot: Tid, pin: SnapshotPin) -> Transaction<R> {
         Transaction {
             db,
             snapshot,
             reads: Mutex::default(),
             writes: BTreeMap::new(),
+            _pin: pin,
         }
     }
 
@@ -408,7 +412,7 @@ impl<R: Persistent> Transaction<R> {
         const MAX_MERGES: usize = 16;
         let mut last_conflict = Vec::new();
         for _ in 0..MAX_MERGES {
-            let (records, encoder) = self.encode_writes().await?;
+            let (records, encoder, sizes) = self.encode_writes().await?;
             let states = self
                 .writes
                 .iter()
@@ -420,7 +424,7 @@ impl<R: Persistent> Transaction<R> {
                 reads: reads.clone(),
                 rebased: rebased.clone(),
             };
-            match inner.commit_locked(req, encoder, states).await {
+            match inner.commit_locked(req, encoder, states, sizes).await {
                 Err(Error::Conflict { oids }) => {
                     if !self.merge(&oids, &mut rebased).await? {
                         return Err(Error::Conflict { oids });
@@ -438,12 +442,23 @@ impl<R: Persistent> Transaction<R> {
     /// Encodes every write into a record, never on the caller's task: a few writes are
     /// handed to the storage as an [`Encoder`] (run by its commit writer, which needs no
     /// extra thread hop); many are encoded here in parallel chunks on the blocking pool.
-    async fn encode_writes(&self) -> Result<(Vec<Record>, Option<Encoder>)> {
+    /// The sizes of the records, in write order, are set once they are encoded (for
+    /// the cache's byte budget).
+    async fn encode_writes(&self) -> Result<(Vec<Record>, Option<Encoder>, RecordSizes)> {
         let shared: Vec<(Oid, Box<dyn AnyWrite>)> =
             self.writes.iter().map(|(&oid, w)| (oid, w.share())).collect();
+        let sizes = RecordSizes::default();
         if self.writes.len() < super::OFFLOAD_AT {
-            let encode: Encoder = Box::new(move || shared.iter().map(|(oid, w)| w.record(*oid)).collect());
-            return Ok((Vec::new(), Some(encode)));
+            let noted = sizes.clone();
+            let encode: Encoder = Box::new(move || {
+                let records: Vec<Record> = shared
+                    .iter()
+                    .map(|(oid, w)| w.record(*oid))
+                    .collect::<Result<_>>()?;
+                let _ = noted.set(records.iter().map(|r| r.data.len()).collect());
+                Ok(records)
+            });
+            return Ok((Vec::new(), Some(encode), sizes));
         }
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).max(2);
         let per = self.writes.len().div_ceil(workers).max(super::OFFLOAD_AT);
@@ -462,7 +477,9 @@ impl<R: Persistent> Transaction<R> {
             }));
         }
         let parts = futures::future::try_join_all(jobs).await?;
-        Ok((parts.into_iter().flatten().collect(), None))
+        let records: Vec<Record> = parts.into_iter().flatten().collect();
+        let _ = sizes.set(records.iter().map(|r| r.data.len()).collect());
+        Ok((records, None, sizes))
     }
 
     /// Tries to merge every conflicting oid; false if any cannot be merged.

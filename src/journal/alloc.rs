@@ -17,6 +17,25 @@ impl Journal {
     /// Hands out `n` oids that were never handed out before and never will be again,
     /// across reopens and crashes: the reservation is made durable before they return.
     pub fn new_oids(&self, n: u64) -> Result<Vec<Oid>> {
+        Ok(self.new_oid_range(n, None)?.map(Oid).collect())
+    }
+
+    /// Makes every oid up to and including `last` count as handed out (the next one
+    /// handed out is past it), without listing them: an import writes the oids of the
+    /// database it copies, which may be many. Reserves only a little ahead of `last`.
+    pub(crate) fn allocate_through(&self, last: Oid) -> Result<()> {
+        let next = self.read_state().next_oid;
+        if last.0 < next {
+            return Ok(());
+        }
+        let n = (last.0 - next)
+            .checked_add(1)
+            .ok_or(Error::Exhausted { what: "oids" })?;
+        self.new_oid_range(n, Some(OID_RESERVE_AHEAD)).map(|_| ())
+    }
+
+    /// Hands out `n` oids as a range; `ahead` overrides how far past them to reserve.
+    fn new_oid_range(&self, n: u64, ahead: Option<u64>) -> Result<std::ops::Range<u64>> {
         let mut w = self.lock_writer();
         self.check_writable()?;
         {
@@ -26,7 +45,7 @@ impl Journal {
             if end <= st.own_until {
                 st.next_oid = end;
                 w.handed_out += n;
-                return Ok((first..end).map(Oid).collect());
+                return Ok(first..end);
             }
         }
         let _appending = self.lock_appends(&mut w)?;
@@ -47,10 +66,11 @@ impl Journal {
             )
         };
         let end = first.checked_add(n).ok_or(Error::Exhausted { what: "oids" })?;
-        let ahead = w
-            .handed_out
-            .clamp(OID_RESERVE_AHEAD, OID_RESERVE_AHEAD_MAX)
-            .max(n);
+        let ahead = ahead.unwrap_or_else(|| {
+            w.handed_out
+                .clamp(OID_RESERVE_AHEAD, OID_RESERVE_AHEAD_MAX)
+                .max(n)
+        });
         let reserve_to = end.saturating_add(ahead);
         let h = BlockHeader {
             kind: BlockKind::Reservation,
@@ -77,6 +97,6 @@ impl Journal {
         // later never hands these oids out again (see `recovery`).
         self.write_slot(&mut w, None)?;
         w.handed_out += n;
-        Ok((first..end).map(Oid).collect())
+        Ok(first..end)
     }
 }

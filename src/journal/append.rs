@@ -29,7 +29,7 @@ impl Journal {
     /// positioned write and keeps filled space ahead of them. No sync.
     pub(super) fn write_group(&self, w: &mut Writer, at: u64, bytes: &[u8], kind: BlockKind) -> Result<()> {
         if let Some(torn) = w.torn_tail {
-            self.io
+            self.file()
                 .set_len(torn)
                 .map_err(|e| self.poison(e, "truncating the torn tail"))?;
             self.sync()
@@ -37,7 +37,7 @@ impl Journal {
             w.torn_tail = None;
             w.prealloc_end = torn;
         }
-        self.io
+        self.file()
             .write_all_at(bytes, at)
             .map_err(|e| self.poison(e, "appending to the journal"))?;
         let new_end = at + bytes.len() as u64;
@@ -53,7 +53,7 @@ impl Journal {
             let target = new_end + self.opts.preallocate;
             let mut filler = vec![0u8; (target - from) as usize];
             fill(&mut filler, from);
-            self.io
+            self.file()
                 .write_all_at(&filler, from)
                 .map_err(|e| self.poison(e, "preallocating journal space"))?;
             written += filler.len() as u64;
@@ -61,6 +61,9 @@ impl Journal {
         }
         w.prealloc_end = w.prealloc_end.max(new_end);
         w.since_checkpoint = w.since_checkpoint.saturating_add(bytes.len() as u64);
+        if kind == BlockKind::Transaction {
+            self.since_pack.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        }
         self.groups.fetch_add(1, Ordering::Relaxed);
         self.bytes_written.fetch_add(written, Ordering::Relaxed);
         Ok(())
@@ -78,6 +81,6 @@ impl Journal {
 
     pub(super) fn sync(&self) -> std::io::Result<()> {
         self.syncs.fetch_add(1, Ordering::Relaxed);
-        self.io.sync_data()
+        self.file().sync_data()
     }
 }

@@ -8,6 +8,7 @@
 
 use std::fs::OpenOptions as FsOpenOptions;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::format::DATA_START;
 use super::io::{FileIo, OsFile};
@@ -81,14 +82,19 @@ impl Journal {
     /// [`backup_to`](Journal::backup_to) does before renaming its copy into place.
     pub fn backup_into(&self, out: &dyn FileIo) -> Result<BackupReport> {
         self.check_open()?;
-        let (head, end, last_tid) = self.backup_point()?;
+        let BackupPoint {
+            head,
+            end,
+            last_tid,
+            file,
+        } = self.backup_point()?;
         out.set_len(0)?;
         out.write_all_at(&head, 0)?;
         let mut buf = vec![0u8; CHUNK];
         let mut at = DATA_START;
         while at < end {
             let n = ((end - at) as usize).min(CHUNK);
-            self.io.read_exact_at(&mut buf[..n], at)?;
+            file.read_exact_at(&mut buf[..n], at)?;
             out.write_all_at(&buf[..n], at)?;
             at += n as u64;
         }
@@ -100,7 +106,7 @@ impl Journal {
     /// The header region and the end of the whole blocks, read together while nobody
     /// can append or rewrite a slot, and the last tid they hold. The bytes before the
     /// end never change afterwards.
-    fn backup_point(&self) -> Result<(Vec<u8>, u64, Tid)> {
+    fn backup_point(&self) -> Result<BackupPoint> {
         let mut w = self.lock_writer();
         // Shared mode: other processes append and write slots only under the append
         // lock, and taking it also catches up with what they appended.
@@ -110,7 +116,7 @@ impl Journal {
             Some(self.lock_appends(&mut w)?)
         };
         let mut head = vec![0u8; DATA_START as usize];
-        self.io.read_exact_at(&mut head, 0)?;
+        self.file().read_exact_at(&mut head, 0)?;
         if self.opts.read_only {
             // Another process may be writing. A slot names only what was written
             // before it, so catching up after reading the header reaches at least as
@@ -118,8 +124,22 @@ impl Journal {
             self.catch_up_to_synced()?;
         }
         let st = self.read_state();
-        Ok((head, st.end, Tid(st.last_tid)))
+        Ok(BackupPoint {
+            head,
+            end: st.end,
+            last_tid: Tid(st.last_tid),
+            file: st.file.clone(),
+        })
     }
+}
+
+/// What a backup copies: the header region, the end of the whole blocks, the last tid
+/// before that end, and the file generation they were read from.
+struct BackupPoint {
+    head: Vec<u8>,
+    end: u64,
+    last_tid: Tid,
+    file: Arc<dyn FileIo>,
 }
 
 /// Checks the whole copy in `out` (every checksum, as [`verify`](super::verify())

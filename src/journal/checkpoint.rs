@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::record::Oid;
 
 /// Entries per checkpoint index page.
-const PAGE_ENTRIES: u64 = 4096;
+pub(super) const PAGE_ENTRIES: u64 = 4096;
 
 impl Journal {
     /// Writes an index checkpoint now, so that the next open only scans what follows.
@@ -54,7 +54,7 @@ impl Journal {
             };
             let mut entries = Vec::with_capacity((INDEX_ENTRY as u64 * count) as usize);
             for oid in 0..count {
-                let loc = st.locate(&*self.io, Oid(oid))?.map(|(l, _)| l);
+                let loc = st.locate(&*st.file, Oid(oid))?.map(|(l, _)| l);
                 let (o, l) = loc.map_or((0, 0), |l| (l.offset, l.len));
                 entries.extend_from_slice(&o.to_be_bytes());
                 entries.extend_from_slice(&l.to_be_bytes());
@@ -97,7 +97,7 @@ impl Journal {
         if self.opts.shared {
             // Other processes write slots too: overwrite the one that is older now.
             let mut b = vec![0u8; (SLOT_OFFSETS[1] as usize) + SLOT_LEN];
-            self.io.read_exact_at(&mut b, 0)?;
+            self.file().read_exact_at(&mut b, 0)?;
             w.slots = Slot::decode_both(&b);
         }
         let newest = w.slots.iter().flatten().max_by_key(|s| s.seq).copied();
@@ -127,11 +127,11 @@ impl Journal {
             len,
             mark: Some(mark),
         };
-        self.io
+        self.file()
             .write_all_at(&slot.encode(), SLOT_OFFSETS[which])
             .map_err(|e| self.poison(e, "writing a header slot"))?;
         if clear_other {
-            self.io
+            self.file()
                 .write_all_at(&[0u8; SLOT_LEN], SLOT_OFFSETS[1 - which])
                 .map_err(|e| self.poison(e, "clearing a header slot"))?;
             w.slots[1 - which] = None;

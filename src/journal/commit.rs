@@ -139,11 +139,11 @@ impl Journal {
     fn plan(&self, st: &State, group: &mut Group, at: u64, req: &CommitRequest) -> Result<Option<Planned>> {
         let written = req.validate(st.reserved_oid, Tid(st.last_tid))?;
         let conflicts = if req.records.is_empty() {
-            req.conflicts(&written, |oid, after| st.changed_after(&*self.io, oid, after.0))?
+            req.conflicts(&written, |oid, after| st.changed_after(&*st.file, oid, after.0))?
         } else {
             req.conflicts(&written, |oid, after| match group.written.get(&oid) {
                 Some(&(_, tid)) => Ok(tid > after.0),
-                None => st.changed_after(&*self.io, oid, after.0),
+                None => st.changed_after(&*st.file, oid, after.0),
             })?
         };
         if !conflicts.is_empty() {
@@ -207,7 +207,7 @@ impl Journal {
         for r in &req.records {
             let prev = match group.written.get(&r.oid) {
                 Some(&(loc, _)) => Some(loc),
-                None => st.locate(&*self.io, r.oid)?.map(|(l, _)| l),
+                None => st.locate(&*st.file, r.oid)?.map(|(l, _)| l),
             };
             let before = bytes.len();
             encode_entry(bytes, tid, prev.map(|l| (l.offset, l.len)), r)?;

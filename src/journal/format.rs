@@ -6,13 +6,28 @@
 //!
 //! ```text
 //! 0    magic          8   0x89 'D' 'U' 'R' 'U' 'S' '\r' '\n'
-//! 8    version        4   format version, 1
+//! 8    version        4   format version: 1, or 2 for a packed file
 //! 12   flags          4   0
 //! 16   data_start     8   offset of the first block, 4096
 //! 24   created        8   creation time, microseconds since the Unix epoch
 //! 32   crc            4   CRC of bytes 0..32
 //! 512  slot 0        64   header slot (below)
 //! 1024 slot 1        64   header slot
+//! 1536 pack record   64   version 2 only (below)
+//! ```
+//!
+//! A file written by a pack (version 2) says in its pack record which history it
+//! keeps; the record is written once, before the file is put in place, and never
+//! changes:
+//!
+//! ```text
+//! 0    magic          4   "DPKR"
+//! 4    zero           4
+//! 8    generation     8   1 for the first pack of a journal, one more for each later one
+//! 16   history from   8   the pack point: snapshots from this tid on read as before
+//! 24   its timestamp  8   that transaction's commit time
+//! 32   packed at      8   when the pack ran, microseconds since the Unix epoch
+//! 40   crc            4   CRC of bytes 0..40
 //! ```
 //!
 //! A header slot records where the newest index checkpoint is and what the journal had
@@ -43,7 +58,8 @@
 //! Every block starts with the same 64-byte header:
 //!
 //! ```text
-//! 0    magic          4   "DTX1" transaction, "DCP1" checkpoint, "DRS1" oid reservation
+//! 0    magic          4   "DTX1" transaction, "DCP1" checkpoint, "DRS1" oid reservation,
+//!                         "DPK1" pack
 //! 4    header crc     4   CRC of bytes 8..64 of the header
 //! 8    length         8   whole block length in bytes, header and trailer included
 //! 16   tid            8   transaction id (checkpoint, reservation: the last tid so far)
@@ -86,6 +102,11 @@
 //! **Reservation** (`DRS1`): only a header and trailer; records that oids up to
 //! `next oid` have been handed out, so that they are never handed out again.
 //!
+//! **Pack** (`DPK1`): laid out as a transaction, but its entries are the versions a pack
+//! kept, each with the tid of the transaction that wrote it (at most the block's tid,
+//! the pack point) and no back pointer. Pack blocks come first in a packed file, one
+//! entry per oid, followed by the transactions after the pack point copied whole.
+//!
 //! # Recovery
 //!
 //! Blocks are read in order from the newest checkpoint. A block whose header or CRC
@@ -112,8 +133,14 @@ use crate::record::{be_u32, be_u64};
 
 /// First bytes of every durus journal.
 pub const MAGIC: [u8; 8] = *b"\x89DURUS\r\n";
-/// The format version this build writes and the newest it reads.
-pub const VERSION: u32 = 1;
+/// The newest format version this build reads (and writes for a packed file).
+pub const VERSION: u32 = 2;
+/// The format version of a journal that was never packed.
+pub const PLAIN_VERSION: u32 = 1;
+/// Offset of the pack record of a packed (version 2) file.
+pub const PACK_RECORD_AT: u64 = 1536;
+/// Size of the pack record.
+pub const PACK_RECORD_LEN: usize = 64;
 /// Offset of the first block.
 pub const DATA_START: u64 = 4096;
 /// Bytes covered by the file header's CRC.
@@ -138,8 +165,17 @@ pub const FILLER_RUN: usize = 64;
 
 /// Fills `buf`, which goes at file offset `at`, with preallocation filler.
 pub fn fill(buf: &mut [u8], at: u64) {
-    for (i, b) in buf.iter_mut().enumerate() {
+    // The first period byte by byte, then doubling copies: megabytes of filler cost a
+    // few memcpys, not a loop per byte.
+    let first = buf.len().min(8);
+    for (i, b) in buf[..first].iter_mut().enumerate() {
         *b = FILLER[((at + i as u64) % 8) as usize];
+    }
+    let mut filled = first;
+    while filled < buf.len() {
+        let n = filled.min(buf.len() - filled);
+        buf.copy_within(0..n, filled);
+        filled += n;
     }
 }
 
@@ -178,6 +214,8 @@ pub enum BlockKind {
     Checkpoint,
     /// An oid reservation.
     Reservation,
+    /// Versions kept by a pack.
+    Pack,
 }
 
 impl BlockKind {
@@ -187,6 +225,7 @@ impl BlockKind {
             BlockKind::Transaction => *b"DTX1",
             BlockKind::Checkpoint => *b"DCP1",
             BlockKind::Reservation => *b"DRS1",
+            BlockKind::Pack => *b"DPK1",
         }
     }
 
@@ -196,6 +235,7 @@ impl BlockKind {
             b"DTX1" => Some(BlockKind::Transaction),
             b"DCP1" => Some(BlockKind::Checkpoint),
             b"DRS1" => Some(BlockKind::Reservation),
+            b"DPK1" => Some(BlockKind::Pack),
             _ => None,
         }
     }
@@ -294,7 +334,7 @@ impl FileHeader {
     /// The header of a new file created at `created`.
     pub fn new(created: u64) -> FileHeader {
         FileHeader {
-            version: VERSION,
+            version: PLAIN_VERSION,
             data_start: DATA_START,
             created,
         }
@@ -346,6 +386,56 @@ impl FileHeader {
             data_start,
             created: be_u64(&b[24..32]),
         })
+    }
+}
+
+/// The pack record of a packed file: which pack made it and what history it keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct PackRecord {
+    /// 1 for the first pack of a journal, one more for each later one.
+    pub generation: u64,
+    /// The pack point: versions visible at snapshots from this tid on are all kept.
+    pub history_from: u64,
+    /// The commit time of the pack point's transaction.
+    pub history_timestamp: u64,
+    /// When the pack ran, microseconds since the Unix epoch.
+    pub packed_at: u64,
+}
+
+impl PackRecord {
+    /// Encodes the record with its CRC.
+    pub fn encode(&self) -> [u8; PACK_RECORD_LEN] {
+        let mut b = [0u8; PACK_RECORD_LEN];
+        b[0..4].copy_from_slice(b"DPKR");
+        b[8..16].copy_from_slice(&self.generation.to_be_bytes());
+        b[16..24].copy_from_slice(&self.history_from.to_be_bytes());
+        b[24..32].copy_from_slice(&self.history_timestamp.to_be_bytes());
+        b[32..40].copy_from_slice(&self.packed_at.to_be_bytes());
+        let crc = crc32fast::hash(&b[0..40]);
+        b[40..44].copy_from_slice(&crc.to_be_bytes());
+        b
+    }
+
+    /// Decodes the pack record from a file's first bytes (the header region), for a
+    /// file of `version`: `None` for a plain (version 1) file, an error if a packed
+    /// file's record does not check out.
+    pub fn decode_region(head: &[u8], version: u32) -> Result<Option<PackRecord>> {
+        if version < VERSION {
+            return Ok(None);
+        }
+        let at = PACK_RECORD_AT as usize;
+        let b = head
+            .get(at..at + PACK_RECORD_LEN)
+            .ok_or_else(|| Error::corrupt(PACK_RECORD_AT, "pack record cut short"))?;
+        if &b[0..4] != b"DPKR" || crc32fast::hash(&b[0..40]) != be_u32(&b[40..44]) {
+            return Err(Error::corrupt(PACK_RECORD_AT, "pack record checksum mismatch"));
+        }
+        Ok(Some(PackRecord {
+            generation: be_u64(&b[8..16]),
+            history_from: be_u64(&b[16..24]),
+            history_timestamp: be_u64(&b[24..32]),
+            packed_at: be_u64(&b[32..40]),
+        }))
     }
 }
 
@@ -580,83 +670,5 @@ pub fn trailer_crc(block: &[u8]) -> u32 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn header_round_trip_and_damage() {
-        let h = BlockHeader {
-            kind: BlockKind::Transaction,
-            len: 100,
-            tid: 3,
-            timestamp: 4,
-            group_start: 4096,
-            next_oid: 9,
-            count: 1,
-            aux: 0,
-        };
-        let b = h.encode();
-        assert_eq!(BlockHeader::decode(&b), Ok(h));
-        for i in 0..BLOCK_HEADER {
-            let mut d = b;
-            d[i] ^= 0x10;
-            assert!(
-                matches!(BlockHeader::decode(&d), Err(HeaderProblem::Bad(_))),
-                "byte {i}"
-            );
-        }
-        assert_eq!(BlockHeader::decode(&[0; 64]), Err(HeaderProblem::Zero));
-    }
-
-    #[test]
-    fn file_header_checks() {
-        let b = FileHeader::new(5).encode_region();
-        assert_eq!(FileHeader::decode(&b).unwrap().created, 5);
-        let mut v = b.clone();
-        v[11] = 2;
-        assert!(matches!(
-            FileHeader::decode(&v),
-            Err(Error::Version { found: 2, .. })
-        ));
-        assert!(matches!(FileHeader::decode(b"hello"), Err(Error::Format { .. })));
-        let mut c = b;
-        c[30] ^= 1;
-        assert!(matches!(
-            FileHeader::decode(&c),
-            Err(Error::Corrupt { offset: 0, .. })
-        ));
-    }
-
-    #[test]
-    fn slot_round_trip() {
-        let old = Slot {
-            seq: 2,
-            offset: 8192,
-            len: 77,
-            mark: None,
-        };
-        assert_eq!(Slot::decode(&old.encode()), Some(old));
-        let s = Slot {
-            mark: Some(DurableMark {
-                last_tid: 9,
-                next_oid: 300,
-                end: 9000,
-            }),
-            ..old
-        };
-        assert_eq!(Slot::decode(&s.encode()), Some(s));
-        for i in 0..SLOT_LEN {
-            let mut b = s.encode();
-            b[i] ^= 1;
-            assert_eq!(Slot::decode(&b), None, "byte {i}");
-        }
-        // A torn write that keeps the first part of a new slot over an old extension.
-        let mut torn = old.encode();
-        torn[32..SLOT_LEN].copy_from_slice(&s.encode()[32..]);
-        torn[8] ^= 1;
-        let crc = crc32fast::hash(&torn[0..24]);
-        torn[24..28].copy_from_slice(&crc.to_be_bytes());
-        assert_eq!(Slot::decode(&torn), None);
-        assert_eq!(Slot::decode(&[0; SLOT_LEN]), None);
-    }
-}
+#[path = "format_tests.rs"]
+mod tests;

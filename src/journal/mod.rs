@@ -27,6 +27,8 @@
 //! | `shared.rs` | shared mode: the lock file, catching up, [`refresh`](Journal::refresh) |
 //! | `checkpoint.rs` | index checkpoints |
 //! | `backup.rs` | [`backup_to`](Journal::backup_to): a consistent copy of a live journal |
+//! | `pack/` | [`pack`](Journal::pack): online garbage collection by reachability |
+//! | `generations.rs` | [`pin`](Journal::pin): files a pack replaced, kept for older snapshots |
 //! | `repair.rs` | [`repair`](Journal::repair) and [`verify_path`](Journal::verify_path) |
 //! | `format.rs`, `scan.rs`, `index.rs`, `verify.rs` | byte layouts, the block scanner, the checkpoint index, the full check |
 //! | `io.rs`, `sim.rs` | the [`FileIo`] seam, and [`SimFile`](sim::SimFile) for fault and power-loss tests |
@@ -37,11 +39,13 @@ mod backup;
 mod checkpoint;
 mod commit;
 pub mod format;
+mod generations;
 mod history;
 pub(crate) mod index;
 pub mod io;
 mod open;
 mod options;
+pub mod pack;
 mod read;
 mod recovery;
 mod repair;
@@ -52,16 +56,18 @@ mod state;
 mod verify;
 
 pub use backup::BackupReport;
+pub use generations::SnapshotPin;
+pub(crate) use open::sync_dir;
 pub use options::{Durability, JournalOptions, JournalStats};
+pub use pack::{Keep, PackOptions, PackPhase, PackProgress, PackReport, RefsReport};
 pub use recovery::Condition;
 pub use repair::{Loss, RepairMode, RepairReport};
 pub use verify::{verify, VerifyReport};
 
 use std::fmt;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use self::io::{FileIo, OsFile};
 use self::state::{State, Writer};
@@ -89,7 +95,6 @@ use crate::record::Tid;
 /// # Ok::<(), durus::Error>(())
 /// ```
 pub struct Journal {
-    io: Box<dyn FileIo>,
     path: Option<PathBuf>,
     opts: JournalOptions,
     state: RwLock<State>,
@@ -97,8 +102,10 @@ pub struct Journal {
     /// The first failed write or sync of this session; every later write is refused.
     poisoned: OnceLock<Error>,
     closed: AtomicBool,
-    /// A handle on the locked file description, to release the file's lock on close.
-    lock: Option<File>,
+    /// Pinned snapshots, and the files packs replaced that they still read.
+    generations: Arc<generations::Generations>,
+    /// Held by a running pack: one at a time.
+    packing: Mutex<()>,
     /// Shared mode: the lock file, locked only while this process appends.
     append_lock: Option<OsFile>,
     /// What opening found the file's condition to be (never damage: that fails).
@@ -107,6 +114,10 @@ pub struct Journal {
     groups: AtomicU64,
     syncs: AtomicU64,
     bytes_written: AtomicU64,
+    /// Transaction bytes appended since the journal was opened or a pack started.
+    since_pack: AtomicU64,
+    packs: AtomicU64,
+    auto_pack_failures: AtomicU64,
 }
 
 impl fmt::Debug for Journal {
@@ -155,7 +166,22 @@ impl Journal {
             groups: self.groups.load(Ordering::Relaxed),
             syncs: self.syncs.load(Ordering::Relaxed),
             bytes_written: self.bytes_written.load(Ordering::Relaxed),
+            packs: self.packs.load(Ordering::Relaxed),
+            auto_pack_failures: self.auto_pack_failures.load(Ordering::Relaxed),
         }
+    }
+
+    /// Whether [`JournalOptions::auto_pack`]'s amount has been appended since the
+    /// journal was opened or last packed (a pack in progress resets it when it starts).
+    pub fn pack_due(&self) -> bool {
+        self.opts
+            .auto_pack
+            .is_some_and(|after| !self.opts.read_only && self.since_pack.load(Ordering::Relaxed) >= after)
+    }
+
+    /// Counts a failed automatic pack (see [`JournalOptions::auto_pack`]).
+    pub fn note_auto_pack_failure(&self) {
+        self.auto_pack_failures.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Offset just past the last block: the logical size of the journal.
@@ -180,6 +206,13 @@ impl Journal {
 
     fn lock_writer(&self) -> MutexGuard<'_, Writer> {
         crate::sync::lock(&self.writer)
+    }
+
+    /// The file of the journal's current generation. Writers may hold on to it while
+    /// they hold the writer lock (a pack switches files only under it); readers take
+    /// the file together with the index they look up in, from the same state.
+    fn file(&self) -> Arc<dyn FileIo> {
+        self.read_state().file.clone()
     }
 
     fn check_open(&self) -> Result<()> {

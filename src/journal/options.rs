@@ -40,6 +40,15 @@ pub struct JournalOptions {
     /// one (and at least twice the last checkpoint's size; always on close), bounding
     /// the work of the next open after a crash. `None`: only on close.
     pub checkpoint_every: Option<u64>,
+    /// Pack in the background (with [`PackOptions::default`](super::PackOptions)) once
+    /// this many bytes of transactions have been appended since the journal was opened
+    /// or last packed, as Durus's `--gcbytes` does. `None` (the default): only when
+    /// asked. Through [`FileStorage`](crate::storage::FileStorage), which runs the pack
+    /// on the blocking pool; a failed background pack is logged (through `log`) and
+    /// counted in [`JournalStats::auto_pack_failures`], and the next one is tried after
+    /// as many bytes again. Closing the storage stops a background pack at its next
+    /// step; dropping it without closing lets the pack finish first.
+    pub auto_pack: Option<u64>,
 }
 
 impl Default for JournalOptions {
@@ -51,6 +60,7 @@ impl Default for JournalOptions {
             create: true,
             preallocate: 4 << 20,
             checkpoint_every: Some(256 << 20),
+            auto_pack: None,
         }
     }
 }
@@ -67,4 +77,8 @@ pub struct JournalStats {
     pub syncs: u64,
     /// Bytes written (including preallocation).
     pub bytes_written: u64,
+    /// Packs done by this handle (asked for or automatic).
+    pub packs: u64,
+    /// Automatic packs that failed.
+    pub auto_pack_failures: u64,
 }

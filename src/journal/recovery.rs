@@ -27,7 +27,8 @@
 use std::sync::Arc;
 
 use super::format::{
-    BlockHeader, BlockKind, CheckpointLayout, DurableMark, Slot, DATA_START, SLOT_OFFSETS, TRAILER,
+    BlockHeader, BlockKind, CheckpointLayout, DurableMark, PackRecord, Slot, DATA_START, SLOT_OFFSETS,
+    TRAILER,
 };
 use super::index::BaseIndex;
 use super::io::FileIo;
@@ -84,6 +85,8 @@ pub(crate) enum ScanFrom {
 pub(crate) struct Head {
     /// The two header slots, as decoded.
     pub slots: [Option<Slot>; 2],
+    /// A packed file's pack record.
+    pub pack: Option<PackRecord>,
     /// The greatest durable state the valid slots record.
     pub mark: DurableMark,
     /// The checkpoint the newest slot names (its pages are read lazily).
@@ -121,7 +124,7 @@ pub(crate) struct BlockSeen<'a> {
 /// checks what each valid slot claims: its checkpoint is there and whole, and the file
 /// reaches its durable end.
 pub(crate) fn read_slots(io: &dyn FileIo, file_len: u64) -> Result<Head> {
-    let (_, slots) = read_head(io, file_len)?;
+    let (_, slots, pack) = read_head(io, file_len)?;
     let mut order: Vec<(usize, Slot)> = slots
         .iter()
         .enumerate()
@@ -131,6 +134,7 @@ pub(crate) fn read_slots(io: &dyn FileIo, file_len: u64) -> Result<Head> {
     order.sort_by_key(|(_, s)| std::cmp::Reverse(s.seq));
     let mut head = Head {
         slots,
+        pack,
         mark: DurableMark::default(),
         base: None,
         damage: None,

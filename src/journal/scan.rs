@@ -25,6 +25,9 @@ pub struct ScannedEntry {
     pub len: u32,
     /// The previous version's entry, as recorded.
     pub prev_offset: u64,
+    /// The transaction that wrote this version: the block's tid, except in a pack
+    /// block, whose entries keep their own.
+    pub tid: u64,
 }
 
 /// What the scanner found at its position.
@@ -168,7 +171,7 @@ impl<'a> Scanner<'a> {
             ));
         }
         let entries = match header.kind {
-            BlockKind::Transaction => match self.read_transaction(offset, &header)? {
+            BlockKind::Transaction | BlockKind::Pack => match self.read_transaction(offset, &header)? {
                 Ok(entries) => entries,
                 Err(why) => return self.damage(offset, why),
             },
@@ -197,6 +200,15 @@ impl<'a> Scanner<'a> {
                 ));
             }
             self.last_tid = header.tid;
+        } else if header.kind == BlockKind::Pack {
+            // Pack blocks open a packed file, all at the pack point's tid.
+            if header.tid < self.last_tid {
+                return Err(Error::corrupt(
+                    offset,
+                    format!("pack block's tid {} is before {}", header.tid, self.last_tid),
+                ));
+            }
+            self.last_tid = header.tid;
         } else if header.tid != self.last_tid {
             return Err(Error::corrupt(
                 offset,
@@ -214,8 +226,9 @@ impl<'a> Scanner<'a> {
         })
     }
 
-    /// Checks a transaction's CRC and parses its entries. The outer `Result` is I/O or
-    /// a well-checksummed but malformed block (corruption); the inner `Err` is damage.
+    /// Checks a transaction's (or pack block's) CRC and parses its entries. The outer
+    /// `Result` is I/O or a well-checksummed but malformed block (corruption); the
+    /// inner `Err` is damage.
     fn read_transaction(
         &mut self,
         offset: u64,
@@ -240,7 +253,14 @@ impl<'a> Scanner<'a> {
         for _ in 0..count {
             let e_off = offset + (BLOCK_HEADER + at) as u64;
             let eh = decode_entry_unverified(&body[at..]).map_err(|why| Error::corrupt(e_off, why))?;
-            if eh.tid != tid {
+            let packed = h.kind == BlockKind::Pack;
+            if packed && (eh.tid > tid || eh.prev_offset != 0) {
+                return Err(Error::corrupt(
+                    e_off,
+                    "pack entry is newer than its block or has a back pointer",
+                ));
+            }
+            if !packed && eh.tid != tid {
                 return Err(Error::corrupt(
                     e_off,
                     "record entry's tid differs from its transaction's",
@@ -272,6 +292,7 @@ impl<'a> Scanner<'a> {
                 offset: e_off,
                 len: eh.len,
                 prev_offset: eh.prev_offset,
+                tid: eh.tid,
             });
             at += eh.len as usize;
         }

@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use super::format::{BlockHeader, BlockKind, Slot};
+use super::format::{BlockHeader, BlockKind, PackRecord, Slot};
 use super::index::{BaseIndex, Loc, Overlay};
 use super::io::FileIo;
 use super::read::eof_as_corrupt;
@@ -21,6 +21,8 @@ const CHANGE_LOG_LIMIT: usize = 1 << 20;
 /// Everything readers need, behind one read-write lock held only for memory lookups
 /// (and, at worst, the first read of a checkpoint index page).
 pub(super) struct State {
+    /// The file this state describes.
+    pub(super) file: Arc<dyn FileIo>,
     pub(super) overlay: Overlay,
     pub(super) base: Option<Arc<BaseIndex>>,
     pub(super) last_tid: u64,
@@ -37,6 +39,9 @@ pub(super) struct State {
     pub(super) log: VecDeque<(u64, u64, Box<[Oid]>)>,
     pub(super) log_oids: usize,
     pub(super) log_from: u64,
+    /// What the last pack kept (all zero for a file never packed): snapshots before
+    /// `history.history_from` cannot be read from this file.
+    pub(super) history: PackRecord,
 }
 
 /// State only the writer touches.
@@ -51,16 +56,23 @@ pub(super) struct Writer {
     pub(super) slots: [Option<Slot>; 2],
     /// Oids this process has handed out (sizes the reservations).
     pub(super) handed_out: u64,
+    /// A handle on the locked file description, to release the file's lock on close
+    /// (a pack moves the lock to the file it puts in place).
+    pub(super) lock: Option<std::fs::File>,
+    /// Which file (device, inode) the path named when this process opened it or last
+    /// followed a pack: in shared mode, a different one means another process packed.
+    pub(super) file_id: Option<(u64, u64)>,
 }
 
 impl State {
     /// The state before scanning: what the checkpoint `base` (if any) records.
-    pub(super) fn from_checkpoint(base: Option<Arc<BaseIndex>>) -> State {
+    pub(super) fn from_checkpoint(file: Arc<dyn FileIo>, base: Option<Arc<BaseIndex>>) -> State {
         let (last_tid, last_timestamp, reserved_oid) = match &base {
             Some(b) => (b.header.tid, b.header.timestamp, b.header.next_oid.max(1)),
             None => (0, 0, 1),
         };
         State {
+            file,
             overlay: Overlay::default(),
             base,
             last_tid,
@@ -72,30 +84,34 @@ impl State {
             log: VecDeque::new(),
             log_oids: 0,
             log_from: last_tid,
+            history: PackRecord::default(),
         }
     }
 
     /// Folds one scanned block into the state.
     pub(super) fn apply_block(&mut self, h: &BlockHeader, entries: &[ScannedEntry]) {
         self.reserved_oid = self.reserved_oid.max(h.next_oid);
-        if h.kind != BlockKind::Transaction {
-            return;
-        }
+        // The versions a pack kept are each at their own tid, and none is a new
+        // transaction; a transaction's entries are at its tid.
+        let pack = match h.kind {
+            BlockKind::Pack => true,
+            BlockKind::Transaction => false,
+            _ => return,
+        };
         for e in entries {
-            self.overlay.set(
-                e.oid,
-                Loc {
-                    offset: e.offset,
-                    len: e.len,
-                },
-                h.tid,
-            );
+            let loc = Loc {
+                offset: e.offset,
+                len: e.len,
+            };
+            self.overlay.set(e.oid, loc, if pack { e.tid } else { h.tid });
             self.reserved_oid = self.reserved_oid.max(e.oid.0.saturating_add(1));
         }
-        self.last_tid = h.tid;
+        self.last_tid = self.last_tid.max(h.tid);
         self.last_timestamp = self.last_timestamp.max(h.timestamp);
-        let oids: Box<[Oid]> = entries.iter().map(|e| e.oid).collect();
-        self.push_log(h.tid, h.timestamp, oids);
+        if !pack {
+            let oids: Box<[Oid]> = entries.iter().map(|e| e.oid).collect();
+            self.push_log(h.tid, h.timestamp, oids);
+        }
     }
 
     pub(super) fn push_log(&mut self, tid: u64, timestamp: u64, oids: Box<[Oid]>) {

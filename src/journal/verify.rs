@@ -82,13 +82,15 @@ pub(super) fn check_all(io: &dyn FileIo) -> Result<Checked> {
     let found = survey(io, len, &head, ScanFrom::Start, |b| {
         current = b.offset;
         match b.header.kind {
-            BlockKind::Transaction => {
+            BlockKind::Transaction | BlockKind::Pack => {
                 for e in b.entries {
                     let at = (e.offset - b.offset) as usize;
                     let held = b.bytes.and_then(|bytes| bytes.get(at..at + e.len as usize));
                     check_entry(io, held, e.offset, e.len, &mut newest)?;
                 }
-                report.transactions += 1;
+                if b.header.kind == BlockKind::Transaction {
+                    report.transactions += 1;
+                }
                 report.records += b.entries.len() as u64;
                 report.last_tid = Tid(b.header.tid);
             }

@@ -159,6 +159,26 @@ impl Feed {
         Subscription { rx, lag }.boxed()
     }
 
+    /// Tells every subscriber that events after `resume_after` may have been missed
+    /// (a network client lost its connection, and with it the pushed events).
+    #[cfg(feature = "server")]
+    pub(crate) fn lagged(&self, resume_after: Tid) {
+        let subs = crate::sync::lock(&self.subscribers);
+        for s in subs.iter() {
+            let mut lag = s.lag.lock();
+            if lag.is_none() {
+                *lag = Some(resume_after);
+                s.lag.waker.wake();
+            }
+        }
+    }
+
+    /// Whether anyone subscribed (and has not gone away since the last publish).
+    #[cfg(feature = "server")]
+    pub(crate) fn has_subscribers(&self) -> bool {
+        !crate::sync::lock(&self.subscribers).is_empty()
+    }
+
     /// Tells every subscriber about a commit. For a subscriber whose queue is full the
     /// event is dropped, and so is every later one until it has read its queue and
     /// learnt of the gap (so nothing arrives out of order); subscribers that went away

@@ -8,7 +8,8 @@ use crate::journal::io::FileIo;
 use crate::journal::{Journal, JournalOptions, RepairReport};
 use crate::record::{Changes, CommitRequest, Committed, Loaded, Oid, Tid, TxInfo};
 
-/// The journal file storage: [`Journal`] on the blocking pool.
+/// The journal file storage: [`Journal`] on the blocking pool, with loads whose bytes
+/// are in the page cache served on the caller's thread (see [`Journal::try_load`]).
 pub type FileStorage = Unblocked<Journal>;
 
 impl Unblocked<Journal> {
@@ -80,6 +81,15 @@ impl SyncStorage for Journal {
     fn load_many(&self, oids: &[Oid], snapshot: Option<Tid>) -> Result<Vec<Option<Loaded>>> {
         Journal::load_many(self, oids, snapshot)
     }
+    fn try_load(&self, oid: Oid) -> Option<Result<Loaded>> {
+        Journal::try_load(self, oid)
+    }
+    fn try_load_at(&self, oid: Oid, snapshot: Tid) -> Option<Result<Loaded>> {
+        Journal::try_load_at(self, oid, snapshot)
+    }
+    fn try_load_many(&self, oids: &[Oid], snapshot: Option<Tid>) -> Option<Result<Vec<Option<Loaded>>>> {
+        Journal::try_load_many(self, oids, snapshot)
+    }
     fn new_oids(&self, n: u64) -> Result<Vec<Oid>> {
         Journal::new_oids(self, n)
     }
@@ -112,6 +122,23 @@ impl SyncStorage for Journal {
     }
     fn backup_to(&self, dest: &Path) -> Result<crate::journal::BackupReport> {
         Journal::backup_to(self, dest)
+    }
+    fn pin(&self, snapshot: Tid) -> Result<crate::journal::SnapshotPin> {
+        Journal::pin(self, snapshot)
+    }
+    fn pack_due(&self) -> bool {
+        Journal::pack_due(self)
+    }
+    fn auto_pack_failed(&self, error: &crate::Error) {
+        self.note_auto_pack_failure();
+        log::warn!("durus: a background pack failed: {error}");
+    }
+    fn pack(
+        &self,
+        opts: &crate::journal::PackOptions,
+        cancel: &std::sync::atomic::AtomicBool,
+    ) -> Result<crate::journal::PackReport> {
+        Journal::pack(self, opts, cancel)
     }
     fn close(&self) -> Result<()> {
         Journal::close(self)

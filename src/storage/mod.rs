@@ -6,8 +6,9 @@
 //! [`Unblocked`], which runs each call on the `blocking` thread pool so that no file
 //! I/O ever runs on an executor thread.
 //!
-//! Implementations: [`MemoryStorage`] (in memory, for tests and caches) and
-//! [`FileStorage`] (the journal file, the embedded default). `docs/DESIGN.md` in the
+//! Implementations: [`MemoryStorage`] (in memory, for tests and caches),
+//! [`FileStorage`] (the journal file, the embedded default) and, with the feature
+//! `sqlite`, `SqliteStorage` (a SQLite file, module `sqlite`). `docs/DESIGN.md` in the
 //! repository describes how `Unblocked` turns concurrent commits into write groups
 //! (group commit).
 
@@ -15,18 +16,25 @@ mod commit_queue;
 mod feed;
 mod file;
 mod memory;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 mod unblocked;
 
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 
 use crate::error::Result;
-use crate::journal::BackupReport;
+use crate::journal::{BackupReport, PackOptions, PackReport, SnapshotPin};
 use crate::record::{Changes, CommitRequest, Committed, Loaded, Oid, Record, Tid, TxInfo};
+use std::sync::atomic::AtomicBool;
 
+#[cfg(feature = "server")]
+pub(crate) use feed::Feed;
 pub use feed::{Change, FEED_CAPACITY};
 pub use file::FileStorage;
 pub use memory::MemoryStorage;
+#[cfg(feature = "sqlite")]
+pub use sqlite::{SqliteOptions, SqliteStorage};
 pub use unblocked::Unblocked;
 
 /// Work that produces a commit's records (serde encoding and any filters), handed to
@@ -129,6 +137,45 @@ pub trait Storage: Send + Sync + 'static {
         })))
     }
 
+    /// Keeps what `snapshot` reads readable while the returned pin lives, across packs:
+    /// a transaction holds one so that a pack that runs meanwhile never changes what it
+    /// sees (see [`Journal::pin`](crate::journal::Journal::pin)). Storages whose old
+    /// versions never go away, or that cannot keep them, hand out
+    /// [`SnapshotPin::none`] (the default).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::HistoryGone`](crate::Error::HistoryGone) if a pack already dropped what
+    /// `snapshot` reads; [`Error::SnapshotAhead`](crate::Error::SnapshotAhead) for a
+    /// snapshot after the last transaction.
+    fn pin(&self, snapshot: Tid) -> Result<SnapshotPin> {
+        let _ = snapshot;
+        Ok(SnapshotPin::none())
+    }
+
+    /// Drops what no snapshot from the pack point on can reach: old versions and
+    /// objects unreachable from the root (see [`crate::journal::pack`]). Commits and
+    /// reads go on while it runs; transactions holding a [`pin`](Storage::pin) read
+    /// exactly what they read before.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future asks the pack to stop; it does so at its next step and
+    /// leaves the store as it was (unless it was already putting the new file in
+    /// place, which then completes). Either way no data is lost.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unsupported`](crate::Error::Unsupported) for a storage that cannot pack
+    /// (the default); [`Error::DanglingRefs`](crate::Error::DanglingRefs) if reachable
+    /// records refer to oids without a record and [`PackOptions::force`] is not set.
+    fn pack(&self, opts: PackOptions) -> BoxFuture<'_, Result<PackReport>> {
+        let _ = opts;
+        Box::pin(futures::future::ready(Err(crate::Error::Unsupported {
+            what: "pack".into(),
+        })))
+    }
+
     /// Flushes what needs flushing and closes; later calls fail with
     /// [`Error::Closed`](crate::Error::Closed).
     fn close(&self) -> BoxFuture<'_, Result<()>>;
@@ -143,6 +190,26 @@ pub trait SyncStorage: Send + Sync + 'static {
     fn load_at(&self, oid: Oid, snapshot: Tid) -> Result<Loaded>;
     /// See [`Storage::load_many`].
     fn load_many(&self, oids: &[Oid], snapshot: Option<Tid>) -> Result<Vec<Option<Loaded>>>;
+    /// [`load`](SyncStorage::load) if it needs no wait (for the disk, or for a lock
+    /// held by a writer); `None` if it would wait. [`Unblocked`] calls it on the caller's
+    /// thread and goes to the blocking pool only on `None`, so it must never block: an
+    /// engine that cannot tell keeps the default, which always says `None`.
+    fn try_load(&self, oid: Oid) -> Option<Result<Loaded>> {
+        let _ = oid;
+        None
+    }
+    /// [`load_at`](SyncStorage::load_at) without waiting, as
+    /// [`try_load`](SyncStorage::try_load).
+    fn try_load_at(&self, oid: Oid, snapshot: Tid) -> Option<Result<Loaded>> {
+        let _ = (oid, snapshot);
+        None
+    }
+    /// [`load_many`](SyncStorage::load_many) without waiting, as
+    /// [`try_load`](SyncStorage::try_load).
+    fn try_load_many(&self, oids: &[Oid], snapshot: Option<Tid>) -> Option<Result<Vec<Option<Loaded>>>> {
+        let _ = (oids, snapshot);
+        None
+    }
     /// See [`Storage::new_oids`].
     fn new_oids(&self, n: u64) -> Result<Vec<Oid>>;
     /// See [`Storage::commit`].
@@ -179,6 +246,28 @@ pub trait SyncStorage: Send + Sync + 'static {
         Err(crate::Error::Unsupported {
             what: "backup".into(),
         })
+    }
+    /// See [`Storage::pin`]; [`SnapshotPin::none`] by default.
+    fn pin(&self, snapshot: Tid) -> Result<SnapshotPin> {
+        let _ = snapshot;
+        Ok(SnapshotPin::none())
+    }
+    /// Whether the engine wants [`Unblocked`] to start a pack in the background now
+    /// (see [`JournalOptions::auto_pack`](crate::journal::JournalOptions::auto_pack));
+    /// asked after every write group. `false` by default.
+    fn pack_due(&self) -> bool {
+        false
+    }
+    /// Counts (and lets the engine report) a background pack that failed; nothing by
+    /// default.
+    fn auto_pack_failed(&self, error: &crate::Error) {
+        let _ = error;
+    }
+    /// See [`Storage::pack`]; stops with [`Error::Cancelled`](crate::Error::Cancelled)
+    /// soon after `cancel` is set. Unsupported by default.
+    fn pack(&self, opts: &PackOptions, cancel: &AtomicBool) -> Result<PackReport> {
+        let _ = (opts, cancel);
+        Err(crate::Error::Unsupported { what: "pack".into() })
     }
     /// See [`Storage::close`].
     fn close(&self) -> Result<()>;

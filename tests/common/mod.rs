@@ -7,7 +7,12 @@ use std::sync::{Arc, Mutex};
 
 use durus::journal::io::FileIo;
 
+#[cfg(feature = "python-interop")]
+pub mod python;
 pub mod script;
+#[cfg(feature = "server")]
+pub mod server;
+pub mod storages;
 
 /// The runtimes every async test runs under.
 pub const RUNTIMES: [&str; 4] = [

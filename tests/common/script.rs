@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use durus::journal::io::MemFile;
+use durus::journal::sim::CrashPoint;
 use durus::journal::{verify, Journal, JournalOptions};
 use durus::record::{CommitRequest, Oid, Record, Tid};
 use durus::Error;
@@ -289,4 +290,36 @@ pub fn starting_file() -> (Vec<u8>, Outcome) {
     let copy: Vec<u8> = b[end - 200..end - 100].to_vec();
     b.extend_from_slice(&copy);
     (b, out)
+}
+
+/// Images per crash point: every subset when there are at most this many unsynced
+/// pieces to choose from...
+pub const EXHAUSTIVE_UP_TO: usize = 8;
+/// ... else this many random subsets (plus nothing and everything).
+pub const SAMPLES: usize = 64;
+
+/// Calls `check` with every image power loss at `p` could leave, named: nothing
+/// unsynced kept, everything kept, and every subset of the unsynced pieces (or, past
+/// [`EXHAUSTIVE_UP_TO`] of them, [`SAMPLES`] random ones drawn from `rng`). Returns how
+/// many sector pieces were chosen among.
+pub fn each_image(p: &CrashPoint, rng: &mut super::Rng, mut check: impl FnMut(Vec<u8>, &str)) -> u64 {
+    let n = p.choices();
+    let mut torn_pieces = 0;
+    check(p.durable(), "nothing unsynced kept");
+    check(p.everything(), "everything kept");
+    if n <= EXHAUSTIVE_UP_TO {
+        for mask in 1..(1u64 << n).saturating_sub(1) {
+            check(p.image(|i| mask >> i & 1 == 1), &format!("subset {mask:#b}"));
+            torn_pieces += n as u64;
+        }
+    } else {
+        for s in 0..SAMPLES {
+            // Vary how much survives, from almost nothing to almost everything.
+            let keep = 1 + rng.u64(..15);
+            let mut r = super::Rng::with_seed(rng.u64(..));
+            check(p.image(|_| r.u64(..16) < keep), &format!("sample {s}"));
+            torn_pieces += n as u64;
+        }
+    }
+    torn_pieces
 }

@@ -27,3 +27,12 @@ pub fn digest(bytes: &[u8]) -> u64 {
     assert_eq!(bytes.len(), VALUE_LEN, "a loaded value has the wrong length");
     u64::from(bytes[0]) + u64::from(bytes[VALUE_LEN - 1])
 }
+
+/// `count` distinct keys of `1..=records` (all of them if fewer) in a seeded random
+/// order, the same list on every run.
+pub fn distinct_keys(records: u64, count: u64) -> Vec<u64> {
+    let mut keys: Vec<u64> = (1..=records).collect();
+    Rng::with_seed(SEED.rotate_left(29)).shuffle(&mut keys);
+    keys.truncate(count.min(records) as usize);
+    keys
+}

@@ -13,7 +13,8 @@ use futures::executor::block_on;
 use serde::{Deserialize, Serialize};
 
 use crate::data::{digest, value};
-use crate::sys::{parallel, timed};
+use crate::lat::{Samples, LOAD_STRIDE};
+use crate::sys::{parallel, sampled, timed};
 use crate::writes::{Finish, Writer};
 
 /// Records per `Storage::load_many` call in W3.
@@ -47,6 +48,17 @@ fn request(oids: &[Oid], from: u64, snapshot: Tid) -> CommitRequest {
         records: records_for(oids),
         ..CommitRequest::default()
     }
+}
+
+/// Commits `records` to `j` as one transaction from `snapshot`; returns its tid.
+pub fn commit_records(j: &Journal, snapshot: Tid, records: Vec<Record>) -> Tid {
+    j.commit(&CommitRequest {
+        snapshot,
+        records,
+        ..CommitRequest::default()
+    })
+    .expect("durus commit")
+    .tid
 }
 
 /// W1/W2 on the synchronous engine: oids allocated per commit, as an application would.
@@ -135,34 +147,31 @@ impl Writer for StorageWriter {
 /// W3 on the engine: `Journal::load` of every key, split over `threads` std threads
 /// sharing one read-only journal through an `Arc`. `warm`: load every key once, untimed,
 /// on the same handle first.
-pub fn journal_loads(path: &Path, keys: &[u64], threads: usize, warm: bool) -> Duration {
+pub fn journal_loads(path: &Path, keys: &[u64], threads: usize, warm: bool) -> (Duration, Samples) {
     let j = Arc::new(Journal::open(path, read_only()).expect("open the durus journal read-only"));
-    let load_all = |j: &Journal, chunk: &[u64]| -> u64 {
-        chunk
-            .iter()
-            .map(|&k| digest(&j.load(Oid(k)).expect("durus journal load").record.data))
-            .sum()
-    };
+    let load = |j: &Journal, k: u64| digest(&j.load(Oid(k)).expect("durus journal load").record.data);
     if warm {
-        std::hint::black_box(load_all(&j, keys));
+        std::hint::black_box(sampled(keys, &mut Samples::default(), |k| load(&j, k)));
     }
-    parallel(keys, threads, |chunk| {
-        let j = Arc::clone(&j);
-        load_all(&j, chunk)
+    parallel(keys, threads, |chunk, samples| {
+        sampled(chunk, samples, |k| load(&j, k))
     })
 }
 
 /// W3 through `FileStorage`: `Storage::load_many` in batches, each thread driving its
-/// own `block_on`.
-pub fn storage_load_many(path: &Path, keys: &[u64], threads: usize) -> Duration {
+/// own `block_on`; every call is timed (a sample is one call of [`LOAD_MANY_BATCH`]).
+pub fn storage_load_many(path: &Path, keys: &[u64], threads: usize) -> (Duration, Samples) {
     let s = block_on(FileStorage::open(path, read_only())).expect("open the durus FileStorage read-only");
-    parallel(keys, threads, |chunk| {
+    parallel(keys, threads, |chunk, samples| {
         block_on(async {
             let mut sum = 0;
             for batch in chunk.chunks(LOAD_MANY_BATCH) {
                 let oids = batch.iter().map(|&k| Oid(k)).collect();
-                for loaded in s.load_many(oids, None).await.expect("durus load_many") {
-                    sum += digest(&loaded.expect("a loaded key exists").record.data);
+                let t = Instant::now();
+                let loaded = s.load_many(oids, None).await.expect("durus load_many");
+                samples.push(t.elapsed());
+                for l in loaded {
+                    sum += digest(&l.expect("a loaded key exists").record.data);
                 }
             }
             sum
@@ -170,14 +179,23 @@ pub fn storage_load_many(path: &Path, keys: &[u64], threads: usize) -> Duration 
     })
 }
 
-/// W3 through `FileStorage`: one `Storage::load` call per key.
-pub fn storage_loads(path: &Path, keys: &[u64], threads: usize) -> Duration {
+/// W3 through `FileStorage`: one `Storage::load` call per key, or `Storage::load_at`
+/// at the newest snapshot when `at` is set.
+pub fn storage_loads(path: &Path, keys: &[u64], threads: usize, at: bool) -> (Duration, Samples) {
     let s = block_on(FileStorage::open(path, read_only())).expect("open the durus FileStorage read-only");
-    parallel(keys, threads, |chunk| {
+    let snapshot = s.journal().last_tid().expect("the store's last tid");
+    parallel(keys, threads, |chunk, samples| {
         block_on(async {
-            let mut sum = 0;
-            for &k in chunk {
-                sum += digest(&s.load(Oid(k)).await.expect("durus storage load").record.data);
+            let mut sum = 0u64;
+            for (i, &k) in chunk.iter().enumerate() {
+                let t = Samples::start(i as u64, LOAD_STRIDE);
+                let loaded = if at {
+                    s.load_at(Oid(k), snapshot).await
+                } else {
+                    s.load(Oid(k)).await
+                };
+                sum += digest(&loaded.expect("durus storage load").record.data);
+                samples.stop(t);
             }
             sum
         })
@@ -243,7 +261,20 @@ pub fn check_syncs(label: &str, stats: &JournalStats, commits: u64) {
 #[derive(Clone, Default, Serialize, Deserialize, Persistent)]
 #[durus(name = "bench.Blob")]
 pub struct Blob {
+    #[serde(with = "serde_bytes")]
     bytes: Vec<u8>,
+}
+
+impl Blob {
+    /// A blob holding `bytes`.
+    pub fn new(bytes: Vec<u8>) -> Blob {
+        Blob { bytes }
+    }
+
+    /// Its bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
 }
 
 /// One durable transaction through `db` that inserts a single new object.
@@ -264,6 +295,8 @@ pub fn stats_between(before: JournalStats, after: JournalStats) -> JournalStats 
         groups: after.groups - before.groups,
         syncs: after.syncs - before.syncs,
         bytes_written: after.bytes_written - before.bytes_written,
+        packs: after.packs - before.packs,
+        auto_pack_failures: after.auto_pack_failures - before.auto_pack_failures,
     }
 }
 

@@ -7,32 +7,51 @@
 //! - **W1** bulk load: 1,000,000 records of 100 bytes (key = u64 oid) in durable
 //!   transactions of 10,000 (records/s), and the file size per record afterwards;
 //!   durus also without index checkpoints (that store is dropped unclosed, for W4);
-//! - **W2** 5,000 single-record durable commits by one writer (commits/s, and as a
-//!   fraction of the fdatasync rate, probed again in the same rounds), durus with and
-//!   without preallocation and through the async `FileStorage`;
+//! - **W2** 5,000 single-record durable commits by one writer (commits/s with the p50
+//!   and p99 of one commit, and as a fraction of the fdatasync rate, probed again in the
+//!   same rounds): durus's `Journal` with and without preallocation, the async
+//!   `FileStorage`, and `Db::commit` of one object with default options (once more on a
+//!   file that times its writes and syncs, to report the time a commit spends outside
+//!   them); 3 runs, medians;
 //! - **W3** 1,000,000 uniformly random loads from the W1 store after a reopen, on 1 and
-//!   2 threads: durus's synchronous `Journal`, the async `FileStorage` (`load_many` in
-//!   batches of 100, and single `load` calls on a smaller count), SQLite and redb; plus
-//!   "warm" runs of durus and redb after one untimed pass (redb caches pages itself);
+//!   2 threads, with the p50 and p99 of one load: durus's synchronous `Journal`, the
+//!   async paths through `FileStorage` (`Storage::load` and `load_at` one per call,
+//!   `load_many` in batches of 100), a `Db` cache miss (`Transaction::get` of distinct
+//!   keys, the same records stored as objects), SQLite and redb; plus "warm" runs of
+//!   durus and redb after one untimed pass (redb caches pages itself); the median of 3
+//!   runs with the engines interleaved;
 //! - **W4** reopen of the W1 store plus the first load (median of several warm
 //!   reopens): durus after an index checkpoint and with none (a full tail scan).
+//! - **W5** concurrent durable commits (tasks, threads, processes).
+//! - **W5P** pack: the W1 records, reachable from the root through a two-level tree,
+//!   overwritten twice, then `Journal::pack` (in a child process that reports its peak
+//!   memory) beside redb's `compact()` and, with `--python`, Python Durus's
+//!   `Connection.pack()`; sizes before and after against the live data; commits/s of a
+//!   `Db` while `Db::pack` runs against without; peak memory of packs of 1M and 10M
+//!   live objects.
 //!
 //! Peers: SQLite (rusqlite, WAL, synchronous=FULL) and redb (Durability::Immediate).
 //! Every durable durus run has its syncs counted: the program exits non-zero if a run
 //! made fewer syncs than write groups, so a missing fsync cannot look fast.
 //!
 //! The machine is small and may be shared, so: W1 and W2 run the engines interleaved in
-//! rounds with the system's dirty pages flushed (`sync`) before each slice; W3 reports
-//! the best of several runs; W4 the median; the load average is printed at both ends.
+//! rounds with the system's dirty pages flushed (`sync`) before each slice; W2, W3 and
+//! W5 report medians of interleaved runs, W4 the median of reopens; the load average is
+//! printed at both ends.
 //!
-//! Sizes scale down with `--records`, `--commits` and `--loads` for a smoke run
-//! (`--help` lists all options); files go to a temporary directory under
+//! Sizes scale down with `--records`, `--commits` and `--loads` for a smoke run, and
+//! `--only W2|W3|W5|W5P` runs one workload (`--help` lists all options); files go to a temporary directory under
 //! `target/bench-tmp` (a real disk, not tmpfs) that is removed at the end.
 
 mod args;
+mod commits;
 mod data;
+mod durus_db;
 mod durus_engine;
+mod lat;
+mod pack;
 mod processes;
+mod reads;
 mod redb_engine;
 mod report;
 mod sqlite_engine;
@@ -45,7 +64,7 @@ use std::time::Duration;
 use durus::journal::{JournalOptions, JournalStats};
 
 use crate::args::Args;
-use crate::durus_engine::{JournalWriter, StorageWriter};
+use crate::durus_engine::JournalWriter;
 use crate::redb_engine::RedbWriter;
 use crate::report::{int, mib, ms, per_sec, rate, ratio_verdict, secs, time_verdict, Bound, Table, Verdict};
 use crate::sqlite_engine::SqliteWriter;
@@ -72,6 +91,14 @@ fn main() {
         processes::child_main(&argv[2..]);
         return;
     }
+    if argv.get(1).map(String::as_str) == Some(pack::BUILD_FLAG) {
+        pack::build_main(&argv[2..]);
+        return;
+    }
+    if argv.get(1).map(String::as_str) == Some(pack::CHILD_FLAG) {
+        pack::child_main(&argv[2..]);
+        return;
+    }
     let args = Args::from_env();
     std::fs::create_dir_all(&args.dir).expect("create the benchmark parent directory");
     let tmp = tempfile::Builder::new()
@@ -80,23 +107,49 @@ fn main() {
         .expect("create the benchmark temporary directory");
     let dir = tmp.path();
     print_setup(&args, dir);
-    if args.only_w5 {
-        w5_concurrent_commits(&args, dir);
-        return;
+    match args.only.as_deref() {
+        Some("W5") => {
+            w5_concurrent_commits(&args, dir);
+            return;
+        }
+        Some("W5P") => {
+            let mut verdicts = Vec::new();
+            pack::w5p(&args, dir, &mut verdicts);
+            print_verdicts(&verdicts);
+            return;
+        }
+        Some("W2") => {
+            let mut verdicts = Vec::new();
+            commits::w2_single_commits(&args, dir, &mut verdicts);
+            return;
+        }
+        Some("W3") => {
+            let mut verdicts = Vec::new();
+            let stores = w1_bulk_load(&args, dir, &mut verdicts);
+            let keys = data::random_keys(args.records, args.loads);
+            reads::w3_random_loads(&args, &stores, dir, &keys, &mut verdicts);
+            return;
+        }
+        _ => {}
     }
     measure_sync(&args, dir, "before W1");
     let mut verdicts = Vec::new();
     let stores = w1_bulk_load(&args, dir, &mut verdicts);
     print_sizes(&args, &stores);
-    w2_single_commits(&args, dir, &mut verdicts);
+    commits::w2_single_commits(&args, dir, &mut verdicts);
     measure_sync(&args, dir, "again after W2 (drift check)");
     let keys = data::random_keys(args.records, args.loads);
-    w3_random_loads(&args, &stores, &keys, &mut verdicts);
+    reads::w3_random_loads(&args, &stores, dir, &keys, &mut verdicts);
     w4_reopen(&args, &stores, keys[0], &mut verdicts);
     w5_concurrent_commits(&args, dir);
+    pack::w5p(&args, dir, &mut verdicts);
+    print_verdicts(&verdicts);
+}
+
+fn print_verdicts(verdicts: &[Verdict]) {
     println!("\nload average at the end: {}", sys::load_average());
     println!("\nTargets (from the issue)");
-    for v in &verdicts {
+    for v in verdicts {
         v.print();
     }
 }
@@ -282,6 +335,7 @@ fn run_writers(
     let times = writes::interleaved(&mut writers, records, batch, args.rounds);
     times
         .into_iter()
+        .map(|(total, _)| total)
         .zip(writers.into_iter().map(|w| w.finish()))
         .collect()
 }
@@ -404,168 +458,6 @@ fn print_sizes(args: &Args, s: &Stores) {
     t.row(peer("SQLite (db + wal)", sqlite_engine::size(&s.sqlite)));
     t.row(peer("redb", sys::file_size(&s.redb)));
     t.print();
-}
-
-fn w2_single_commits(args: &Args, dir: &Path, verdicts: &mut Vec<Verdict>) {
-    println!(
-        "\nW2 single-record durable commits: {} commits, one writer ({} interleaved rounds, with the disk probes)",
-        int(args.commits),
-        args.rounds
-    );
-    let n = args.commits;
-    let no_prealloc = JournalOptions {
-        preallocate: 0,
-        ..JournalOptions::default()
-    };
-    let names = [
-        "durus Journal (preallocate 4 MiB, default)",
-        "durus Journal (preallocate: 0)",
-        "durus FileStorage (async, default options)",
-        "SQLite (WAL, synchronous=FULL)",
-        "redb (Durability::Immediate)",
-        PROBE_OVERWRITE,
-        PROBE_APPEND,
-    ];
-    let writers: Vec<Box<dyn Writer>> = vec![
-        JournalWriter::create(&dir.join("w2-prealloc.durus"), JournalOptions::default(), false),
-        JournalWriter::create(&dir.join("w2-no-prealloc.durus"), no_prealloc, false),
-        StorageWriter::create(&dir.join("w2-async.durus")),
-        SqliteWriter::create(&dir.join("w2.sqlite")),
-        RedbWriter::create(&dir.join("w2.redb")),
-        Box::new(SyncProbe::overwrite(dir, "w2-probe-overwrite")),
-        Box::new(SyncProbe::append(dir, "w2-probe-append")),
-    ];
-    let runs = run_writers(writers, args, n, 1);
-    let r: Vec<f64> = runs.iter().map(|(took, _)| rate(n, *took)).collect();
-    let (overwrite, append) = (r[5], r[6]);
-
-    println!("  (fractions are of the disk probes' rates in these same rounds)");
-    let mut t = Table::new(&[
-        "engine",
-        "commits/s",
-        "time s",
-        "of overwrite+fdatasync/s",
-        "of append+fdatasync/s",
-    ]);
-    for ((name, (took, _)), rate) in names.iter().zip(&runs).zip(&r) {
-        let pct = |of: f64| format!("{:.0}%", 100.0 * rate / of);
-        t.row(vec![
-            name.to_string(),
-            per_sec(*rate),
-            secs(*took),
-            pct(overwrite),
-            pct(append),
-        ]);
-    }
-    t.print();
-    sync_accounting(&[
-        ("W2 preallocate 4 MiB", durus_stats(&runs[0].1), n),
-        ("W2 preallocate: 0", durus_stats(&runs[1].1), n),
-        ("W2 FileStorage (incl. close)", durus_stats(&runs[2].1), n),
-    ]);
-    report::print_ratio("W2 durus preallocate 4 MiB / preallocate: 0", r[0], r[1]);
-    report::print_ratio("W2 durus FileStorage/SQLite commits/s", r[2], r[3]);
-    for v in [
-        ratio_verdict("W2 durus/SQLite commits/s", r[0], r[3], Bound::Above(1.0)),
-        ratio_verdict("W2 durus/redb commits/s", r[0], r[4], Bound::Above(1.0)),
-    ] {
-        v.print();
-        verdicts.push(v);
-    }
-}
-
-/// One W3 load run: the keys and thread count in, the wall time out.
-type LoadRun<'a> = &'a dyn Fn(&[u64], usize) -> Duration;
-
-fn w3_random_loads(args: &Args, s: &Stores, keys: &[u64], verdicts: &mut Vec<Verdict>) {
-    println!(
-        "\nW3 random loads after reopen: {} loads, uniform over {} keys (single async loads: {}); best of {}",
-        int(args.loads),
-        int(args.records),
-        int(args.single_loads),
-        args.tries
-    );
-    println!(
-        "  (every run reopens the store; \"warm\": one untimed pass over the keys on that handle first)"
-    );
-    let single = &keys[..(args.single_loads as usize).min(keys.len())];
-    let runs: [(&str, LoadRun, &[u64]); 7] = [
-        (
-            "durus Journal::load",
-            &|k, t| durus_engine::journal_loads(&s.durus, k, t, false),
-            keys,
-        ),
-        (
-            "durus Journal::load, warm",
-            &|k, t| durus_engine::journal_loads(&s.durus, k, t, true),
-            keys,
-        ),
-        (
-            "durus FileStorage load_many (100/call)",
-            &|k, t| durus_engine::storage_load_many(&s.durus, k, t),
-            keys,
-        ),
-        (
-            "durus FileStorage load (one per call)",
-            &|k, t| durus_engine::storage_loads(&s.durus, k, t),
-            single,
-        ),
-        (
-            "SQLite (prepared SELECT by key)",
-            &|k, t| sqlite_engine::loads(&s.sqlite, k, t),
-            keys,
-        ),
-        (
-            "redb (read txn per thread, get)",
-            &|k, t| redb_engine::loads(&s.redb, k, t, false),
-            keys,
-        ),
-        (
-            "redb, warm",
-            &|k, t| redb_engine::loads(&s.redb, k, t, true),
-            keys,
-        ),
-    ];
-    let mut t = Table::new(&["engine", "loads/s 1 thread", "loads/s 2 threads", "2T/1T"]);
-    let mut rates = Vec::new();
-    for (name, run, k) in runs {
-        let (one, two) = (
-            best_rate(args, k, |k| run(k, 1)),
-            best_rate(args, k, |k| run(k, 2)),
-        );
-        t.row(vec![
-            name.into(),
-            per_sec(one),
-            per_sec(two),
-            format!("{:.2}", two / one),
-        ]);
-        rates.push((one, two));
-    }
-    t.print();
-    let [journal, warm, many, _, sqlite, redb, redb_warm] = rates[..] else {
-        unreachable!("one rate pair per run")
-    };
-    report::print_ratio("W3 durus Journal/SQLite 1 thread", journal.0, sqlite.0);
-    report::print_ratio("W3 durus Journal/SQLite 2 threads", journal.1, sqlite.1);
-    report::print_ratio("W3 durus FileStorage load_many/redb 1 thread", many.0, redb.0);
-    report::print_ratio("W3 durus FileStorage load_many/redb 2 threads", many.1, redb.1);
-    report::print_ratio("W3 warm durus Journal/warm redb 1 thread", warm.0, redb_warm.0);
-    report::print_ratio("W3 warm durus Journal/warm redb 2 threads", warm.1, redb_warm.1);
-    for (what, d, r) in [
-        ("W3 durus Journal/redb loads/s, 1 thread", journal.0, redb.0),
-        ("W3 durus Journal/redb loads/s, 2 threads", journal.1, redb.1),
-    ] {
-        let v = ratio_verdict(what, d, r, Bound::Above(1.0));
-        v.print();
-        verdicts.push(v);
-    }
-}
-
-/// The best loads/s of `args.tries` runs of `run` over `keys`.
-fn best_rate(args: &Args, keys: &[u64], run: impl Fn(&[u64]) -> Duration) -> f64 {
-    (0..args.tries)
-        .map(|_| rate(keys.len() as u64, run(keys)))
-        .fold(0.0, f64::max)
 }
 
 fn w4_reopen(args: &Args, s: &Stores, key: u64, verdicts: &mut Vec<Verdict>) {

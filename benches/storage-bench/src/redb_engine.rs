@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use redb::{Database, TableDefinition};
 
 use crate::data::{digest, value};
-use crate::sys::{parallel, timed};
+use crate::lat::Samples;
+use crate::sys::{parallel, sampled, timed};
 use crate::writes::{Finish, Writer};
 
 const TABLE: TableDefinition<u64, &[u8]> = TableDefinition::new("kv");
@@ -52,31 +53,28 @@ impl Writer for RedbWriter {
 }
 
 /// Gets every key in `chunk` through one read transaction of its own.
-fn get_all(db: &Database, chunk: &[u64]) -> u64 {
+fn get_all(db: &Database, chunk: &[u64], samples: &mut Samples) -> u64 {
     let tx = db.begin_read().expect("begin a redb read transaction");
     let table = tx.open_table(TABLE).expect("open the redb table for reading");
-    chunk
-        .iter()
-        .map(|&k| {
-            digest(
-                table
-                    .get(k)
-                    .expect("redb get")
-                    .expect("a loaded key exists")
-                    .value(),
-            )
-        })
-        .sum()
+    sampled(chunk, samples, |k| {
+        digest(
+            table
+                .get(k)
+                .expect("redb get")
+                .expect("a loaded key exists")
+                .value(),
+        )
+    })
 }
 
 /// W3: one read transaction and table handle per thread, `get` per key. `warm`: get
 /// every key once, untimed, on the same database handle first (filling redb's cache).
-pub fn loads(path: &Path, keys: &[u64], threads: usize, warm: bool) -> Duration {
+pub fn loads(path: &Path, keys: &[u64], threads: usize, warm: bool) -> (Duration, Samples) {
     let db = Database::open(path).expect("open the redb database");
     if warm {
-        std::hint::black_box(get_all(&db, keys));
+        std::hint::black_box(get_all(&db, keys, &mut Samples::default()));
     }
-    parallel(keys, threads, |chunk| get_all(&db, chunk))
+    parallel(keys, threads, |chunk, samples| get_all(&db, chunk, samples))
 }
 
 /// W4: open the database and read `key`.

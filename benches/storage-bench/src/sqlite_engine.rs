@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::data::{digest, value};
-use crate::sys::{file_size, parallel, timed};
+use crate::lat::Samples;
+use crate::sys::{file_size, parallel, sampled, timed};
 use crate::writes::{Finish, Writer};
 
 const SELECT: &str = "SELECT v FROM kv WHERE k = ?1";
@@ -73,17 +74,14 @@ impl Writer for SqliteWriter {
 }
 
 /// W3: prepared SELECT by primary key, one connection per thread.
-pub fn loads(path: &Path, keys: &[u64], threads: usize) -> Duration {
-    parallel(keys, threads, |chunk| {
+pub fn loads(path: &Path, keys: &[u64], threads: usize) -> (Duration, Samples) {
+    parallel(keys, threads, |chunk, samples| {
         let conn = open(path);
         let mut st = conn.prepare_cached(SELECT).expect("prepare the SQLite select");
-        chunk
-            .iter()
-            .map(|&k| {
-                st.query_row([k as i64], |r| Ok(digest(r.get_ref(0)?.as_blob()?)))
-                    .expect("SQLite select")
-            })
-            .sum()
+        sampled(chunk, samples, |k| {
+            st.query_row([k as i64], |r| Ok(digest(r.get_ref(0)?.as_blob()?)))
+                .expect("SQLite select")
+        })
     })
 }
 

@@ -6,6 +6,8 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::lat::{Samples, LOAD_STRIDE};
+
 const PROBE_BLOCK: usize = 4096;
 
 /// The disk's own sync cost: a 4 KiB write followed by `fdatasync`, either always at
@@ -113,23 +115,47 @@ pub fn file_size(path: &Path) -> (u64, u64) {
 }
 
 /// Runs `work` over `keys` split into `threads` contiguous chunks, one std thread each,
-/// and returns the wall time. `work` returns a digest that is kept from the optimiser.
-pub fn parallel<F>(keys: &[u64], threads: usize, work: F) -> Duration
+/// and returns the wall time and every thread's sampled operation times. `work` returns
+/// a digest that is kept from the optimiser.
+pub fn parallel<F>(keys: &[u64], threads: usize, work: F) -> (Duration, Samples)
 where
-    F: Fn(&[u64]) -> u64 + Sync,
+    F: Fn(&[u64], &mut Samples) -> u64 + Sync,
 {
     let chunk = keys.len().div_ceil(threads).max(1);
     let start = Instant::now();
-    let digest: u64 = std::thread::scope(|s| {
-        let handles: Vec<_> = keys.chunks(chunk).map(|c| s.spawn(|| work(c))).collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("a load thread panicked"))
-            .sum()
+    let (digest, samples) = std::thread::scope(|s| {
+        let handles: Vec<_> = keys
+            .chunks(chunk)
+            .map(|c| {
+                s.spawn(|| {
+                    let mut samples = Samples::default();
+                    (work(c, &mut samples), samples)
+                })
+            })
+            .collect();
+        let mut all = Samples::default();
+        let mut digest = 0u64;
+        for h in handles {
+            let (d, s) = h.join().expect("a load thread panicked");
+            digest = digest.wrapping_add(d);
+            all.merge(s);
+        }
+        (digest, all)
     });
     let elapsed = start.elapsed();
     std::hint::black_box(digest);
-    elapsed
+    (elapsed, samples)
+}
+
+/// Sums `load` over `keys`, timing every [`LOAD_STRIDE`]-th call into `samples`.
+pub fn sampled(keys: &[u64], samples: &mut Samples, mut load: impl FnMut(u64) -> u64) -> u64 {
+    let mut sum = 0u64;
+    for (i, &k) in keys.iter().enumerate() {
+        let t = Samples::start(i as u64, LOAD_STRIDE);
+        sum = sum.wrapping_add(load(k));
+        samples.stop(t);
+    }
+    sum
 }
 
 /// One warm-up call of `measure`, then the median of `n` more.

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use durus::journal::JournalStats;
 
+use crate::lat::Samples;
 use crate::sys::{settle, SyncProbe};
 
 /// One engine's store, being written by durable transactions.
@@ -30,11 +31,17 @@ pub struct Finish {
 }
 
 /// Writes keys `1..=records` in transactions of `batch` keys through every writer, in
-/// `rounds` interleaved rounds, and returns each writer's total commit time.
-pub fn interleaved(writers: &mut [Box<dyn Writer>], records: u64, batch: u64, rounds: u64) -> Vec<Duration> {
+/// `rounds` interleaved rounds, and returns each writer's total commit time with the
+/// time of every transaction.
+pub fn interleaved(
+    writers: &mut [Box<dyn Writer>],
+    records: u64,
+    batch: u64,
+    rounds: u64,
+) -> Vec<(Duration, Samples)> {
     let batches = records.div_ceil(batch);
     let per_round = batches.div_ceil(rounds.max(1));
-    let mut times = vec![Duration::ZERO; writers.len()];
+    let mut times = vec![(Duration::ZERO, Samples::default()); writers.len()];
     let (mut first, mut round) = (0, 0);
     while first < batches {
         let last = (first + per_round).min(batches);
@@ -45,9 +52,11 @@ pub fn interleaved(writers: &mut [Box<dyn Writer>], records: u64, batch: u64, ro
             let start = Instant::now();
             for b in first..last {
                 let from = 1 + b * batch;
+                let t = Instant::now();
                 writers[w].commit(from, (from + batch).min(records + 1));
+                times[w].1.push(t.elapsed());
             }
-            times[w] += start.elapsed();
+            times[w].0 += start.elapsed();
         }
         first = last;
         round += 1;

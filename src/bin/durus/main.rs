@@ -9,8 +9,15 @@
 // Every byte goes through `output`, which survives a closed pipe; these macros panic.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+mod backup;
+mod census;
+mod dump;
+mod import;
+mod info;
 mod output;
+mod pack;
 mod repair;
+mod serve;
 mod store;
 mod verify;
 
@@ -18,6 +25,7 @@ use std::process::ExitCode;
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{CommandFactory, Parser, Subcommand};
+use std::ffi::OsString;
 
 use output::{Format, Output};
 
@@ -37,7 +45,16 @@ struct Cli {
 const AFTER_LONG_HELP: &str = "\
 Examples:
   durus verify shop.durus
+  durus info shop.durus
+  durus census shop.durus
+  durus dump --oid 0 shop.durus
+  durus history shop.durus 0
+  durus backup shop.durus /backups/shop.durus
+  durus import old-durus.durus shop.durus   (a Python Durus file into a journal)
   durus repair shop.durus
+  durus pack shop.durus
+  durus serve --file shop.durus
+  durus -s --file shop.durus --port 2972   (Durus's spelling of serve)
   durus verify --help
 
 Exit status: 0 ok, 1 a problem was found (damage, an unreadable or locked file), 2 a
@@ -48,13 +65,25 @@ problems to stderr.";
 #[derive(Subcommand, Debug)]
 enum Command {
     Verify(verify::Args),
+    Info(info::Args),
+    Census(census::Args),
+    Dump(dump::Args),
+    Backup(backup::Args),
+    History(dump::HistoryArgs),
+    Import(import::Args),
     Repair(repair::Args),
+    Pack(pack::Args),
+    Serve(serve::Args),
     /// Print the version
     Version,
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "-s") {
+        return durus_server(&args[2..]);
+    }
+    let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(e) if e.kind() == ErrorKind::InvalidSubcommand => {
             return output::clap_message(&unknown_command(&e))
@@ -63,10 +92,33 @@ fn main() -> ExitCode {
     };
     match &cli.command {
         Command::Verify(args) => Output::run(args.store.format, |out| verify::run(args, out)),
+        Command::Info(args) => Output::run(args.store.format, |out| info::run(args, out)),
+        Command::Census(args) => Output::run(args.store.format, |out| census::run(args, out)),
+        Command::Dump(args) => Output::run(args.store.format, |out| dump::run(args, out)),
+        Command::History(args) => Output::run(args.store.format, |out| dump::run_history(args, out)),
+        Command::Backup(args) => Output::run(args.store.format, |out| backup::run(args, out)),
+        Command::Import(args) => Output::run(args.store.format, |out| import::run(args, out)),
         Command::Repair(args) => Output::run(args.store.format, |out| repair::run(args, out)),
+        Command::Pack(args) => Output::run(args.store.format, |out| pack::run(args, out)),
+        Command::Serve(args) => Output::run(Format::default(), |out| serve::run(args, out)),
         Command::Version => Output::run(Format::default(), |out| {
             out.line(format_args!("durus {}", env!("CARGO_PKG_VERSION")))
         }),
+    }
+}
+
+/// `durus -s ...`, Durus's own command line for its server, as `durus serve`.
+fn durus_server(rest: &[OsString]) -> ExitCode {
+    let argv = std::iter::once(OsString::from("durus -s")).chain(rest.iter().cloned());
+    let durus = match serve::DurusArgs::try_parse_from(argv) {
+        Ok(a) => a,
+        Err(e) => return output::clap_message(&e),
+    };
+    match durus.to_serve() {
+        Ok(args) => Output::run(Format::default(), |out| serve::run(&args, out)),
+        Err(why) => {
+            output::clap_message(&serve::DurusArgs::command().error(ErrorKind::MissingRequiredArgument, why))
+        }
     }
 }
 

@@ -16,6 +16,7 @@ use std::fmt;
 use std::io::{self, Write};
 use std::process::ExitCode;
 
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 /// How a run ended, as the exit status tells it.
@@ -90,6 +91,12 @@ impl Output {
         stdout.flush()
     }
 
+    /// Writes a warning to stderr: something the user should know that does not make
+    /// the run fail (the exit status stays as it is).
+    pub fn warning(&mut self, message: fmt::Arguments) {
+        let _ = write_line(&mut io::stderr().lock(), message);
+    }
+
     /// Reports a problem on stderr and makes the exit status 1. A failure to write to
     /// stderr is ignored: there is nowhere left to report it, and the status says it.
     pub fn problem(&mut self, message: fmt::Arguments) {
@@ -112,4 +119,15 @@ fn write_line(w: &mut impl Write, line: fmt::Arguments) -> io::Result<()> {
 pub fn clap_message(e: &clap::Error) -> ExitCode {
     let _ = e.print();
     ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(USAGE_ERROR))
+}
+
+/// A progress bar over `len` bytes on stderr, for a long command on a terminal (the
+/// caller decides whether to draw one: only when stderr is a terminal and `--json` is
+/// off).
+pub fn byte_bar(len: u64) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template("{msg:28} [{bar:30}] {bytes}/{total_bytes} ({elapsed})") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
 }

@@ -5,8 +5,9 @@
 //! through [`StoreArgs::run`], which reports a failure on stderr as
 //! `durus COMMAND: FILE: error` and, with `--json`, prints the result in the one
 //! [`StoreJson`] shape (a failure as a [`Failure`]), and ends its long help with a
-//! [`LongHelp`]. The subcommands that open a store as a database (info, census, dump)
-//! will open it here too, so that read-only opening and its options are decided once.
+//! [`LongHelp`]. The subcommands that read a store as a database (info, census, dump,
+//! history, backup) open it read-only in the library (`durus::tools`), so that beside
+//! a writer they all behave alike.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -109,11 +110,14 @@ impl LongHelp {
              command   \"{command}\"\n  \
              file      the FILE argument\n  \
              status    success: {success}{INDENT}\
-             failure: \"damaged\", or \"error\" (locked, unreadable, not a journal)\n  \
+             failure: \"damaged\" (damage, or dangling references), or \"error\"{INDENT}\
+             (locked, unreadable, not a journal)\n  \
              ok        true exactly when the exit status is 0\n  \
              report    null unless ok, else an object:{INDENT}{report}\n  \
              error     null when ok, else {{kind, offset, message}}; kind is \"corrupt\"{INDENT}\
-             (offset set), \"locked\", \"format\", \"version\", \"io\" or \"other\""
+             (offset set), \"dangling_refs\", \"locked\", \"format\", \"version\",{INDENT}\
+             \"not_durus\" (import: not a Python Durus file), \"not_found\" (dump,{INDENT}\
+             history: no such object), \"io\" or \"other\""
         )
     }
 }
@@ -159,8 +163,10 @@ impl<'a, R: JsonReport> StoreJson<'a, R> {
 #[derive(Debug, Serialize)]
 struct Failure {
     /// What kind of failure: `corrupt` (the file is damaged; `offset` says where),
+    /// `dangling_refs` (reachable records refer to object ids that have no record),
     /// `locked` (another process writes it), `format` (not a durus journal), `version`
-    /// (written by a newer durus), `io` (the operating system refused: missing file,
+    /// (written by a newer durus), `not_durus` (an import's source is not a Python
+    /// Durus file), `not_found` (no such object), `io` (the operating system refused: missing file,
     /// permissions), or `other`.
     kind: &'static str,
     /// The byte offset of the damage, for `corrupt`.
@@ -175,9 +181,12 @@ impl Failure {
         use durus::Error;
         let (kind, offset) = match e {
             Error::Corrupt { offset, .. } => ("corrupt", Some(*offset)),
+            Error::DanglingRefs { .. } => ("dangling_refs", None),
             Error::Locked { .. } => ("locked", None),
             Error::Format { .. } => ("format", None),
+            Error::NotDurus { .. } => ("not_durus", None),
             Error::Version { .. } => ("version", None),
+            Error::NotFound { .. } => ("not_found", None),
             Error::Io(_) => ("io", None),
             _ => ("other", None),
         };
@@ -188,8 +197,9 @@ impl Failure {
         }
     }
 
-    /// True when the file itself is damaged, as opposed to being unreadable or busy.
+    /// True when the file itself is damaged (its bytes, or references to objects that
+    /// are not there), as opposed to being unreadable or busy.
     fn is_damage(&self) -> bool {
-        self.kind == "corrupt"
+        matches!(self.kind, "corrupt" | "dangling_refs")
     }
 }

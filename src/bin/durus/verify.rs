@@ -3,7 +3,7 @@
 use std::io;
 use std::path::Path;
 
-use durus::journal::{Journal, VerifyReport};
+use durus::journal::{Journal, RefsReport, VerifyReport};
 use serde::Serialize;
 
 use crate::output::Output;
@@ -18,12 +18,19 @@ the end, without changing the file.
 
 A torn tail (a last write cut off by a crash, which opening ignores) is reported but is
 not a failure; `durus repair` removes it. Damage anywhere else is reported with its
-offset, and the exit status is 1.",
+offset, and the exit status is 1.
+
+With --refs it also walks every reference from the root, as a pack does, and reports
+references to object ids that have no record (dangling references, which a pack
+refuses to leave behind): their count and the first ids, with exit status 1.",
     after_long_help = long_help()
 )]
 pub struct Args {
     #[command(flatten)]
     pub store: StoreArgs,
+    /// Also check that every reference from a reachable record names an existing object
+    #[arg(long)]
+    pub refs: bool,
 }
 
 fn long_help() -> String {
@@ -32,15 +39,18 @@ fn long_help() -> String {
         examples: &[
             "durus verify shop.durus",
             "durus verify --json shop.durus | jq .report.last_tid",
+            "durus verify --refs shop.durus",
         ],
         exit_ok: "intact, or a torn tail only",
-        exit_problem: "damaged or unreadable",
+        exit_problem: "damaged, unreadable, or (with --refs) dangling references",
         success: "\"intact\" or \"torn_tail\"",
         report: &[
             "{transactions, records, checkpoints, reservations, last_tid,",
             "end (bytes), torn_tail (offset of the cut-off write, or null),",
             "durable_end (everything before it was made durable, as far as",
-            "the header knows)}",
+            "the header knows), refs (only with --refs: {reachable (objects),",
+            "reachable_bytes, dangling (0; dangling references fail with",
+            "kind \"dangling_refs\", the ids in the message)})}",
         ],
     }
     .render()
@@ -58,11 +68,22 @@ struct Report {
     end: u64,
     torn_tail: Option<u64>,
     durable_end: u64,
+    /// Absent without `--refs`, so that the report of a plain verify keeps its keys.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refs: Option<Refs>,
+}
+
+/// What `--refs` found in a journal whose references all resolve.
+#[derive(Serialize)]
+struct Refs {
+    reachable: u64,
+    reachable_bytes: u64,
+    dangling: u64,
 }
 
 impl Report {
-    /// The library's report under the documented names.
-    fn of(r: &VerifyReport) -> Report {
+    /// The library's reports under the documented names.
+    fn of((r, refs): &(VerifyReport, Option<RefsReport>)) -> Report {
         Report {
             transactions: r.transactions,
             records: r.records,
@@ -72,6 +93,11 @@ impl Report {
             end: r.end,
             torn_tail: r.torn_tail,
             durable_end: r.durable_end,
+            refs: refs.as_ref().map(|f| Refs {
+                reachable: f.reachable,
+                reachable_bytes: f.reachable_bytes,
+                dangling: f.dangling,
+            }),
         }
     }
 }
@@ -84,18 +110,48 @@ impl JsonReport for Report {
 
 /// Runs `durus verify`.
 pub fn run(args: &Args, out: &mut Output) -> io::Result<()> {
-    let verify = |p: &Path| Journal::verify_path(p);
-    let Some(r) = args.store.run("verify", out, verify, Report::of)? else {
+    let mut missing = Vec::new();
+    let verify = |p: &Path| {
+        let report = Journal::verify_path(p)?;
+        if !args.refs {
+            return Ok((report, None));
+        }
+        let refs = Journal::verify_refs_path(p)?;
+        if !refs.is_clean() {
+            missing.clone_from(&refs.oids);
+            return Err(durus::Error::DanglingRefs {
+                count: refs.dangling,
+                oids: refs.oids,
+            });
+        }
+        Ok((report, Some(refs)))
+    };
+    let result = args.store.run("verify", out, verify, Report::of)?;
+    let name = args.store.name();
+    if !missing.is_empty() {
+        let ids: Vec<String> = missing.iter().map(|o| o.to_string()).collect();
+        out.problem(format_args!(
+            "durus verify: {name}: missing object ids (the first {}): {}",
+            ids.len(),
+            ids.join(" ")
+        ));
+    }
+    let Some((r, refs)) = result else {
         return Ok(());
     };
-    let name = args.store.name();
     out.line(format_args!(
         "{name}: ok: {} transactions, {} records, {} checkpoints, last transaction {}, {} bytes",
-        r.transactions, r.records, r.checkpoints, r.last_tid, r.end
+        r.transactions, r.records, r.checkpoints, r.last_tid.0, r.end
     ))?;
     if let Some(at) = r.torn_tail {
         out.line(format_args!(
             "{name}: the last write was cut off at offset {at}; `durus repair` removes it"
+        ))?;
+    }
+    if let Some(f) = refs {
+        out.line(format_args!(
+            "{name}: references ok: {} objects reachable from the root ({} bytes), none dangling",
+            f.reachable, f.reachable_bytes
         ))?;
     }
     Ok(())

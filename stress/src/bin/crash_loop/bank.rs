@@ -4,13 +4,28 @@
 use durus::{Persistent, Ref};
 use serde::{Deserialize, Serialize};
 
-/// The root: the accounts and one ledger per child task.
+/// The root: the accounts and one ledger per child task, and (in the pack loop) the
+/// ballast that gives every pack a file of some size to copy.
 #[derive(Clone, Default, Serialize, Deserialize, Persistent)]
 #[durus(name = "crash.Bank")]
 pub struct Bank {
     pub accounts: Vec<Ref<Account>>,
     pub ledgers: Vec<Ref<Ledger>>,
+    // Absent from the crash loop's records, which stay as they were.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ballast: Vec<Ref<Ballast>>,
 }
+
+/// Live data that no transfer changes: what a pack copies besides the bank.
+#[derive(Clone, Serialize, Deserialize, Persistent)]
+#[durus(name = "crash.Ballast")]
+pub struct Ballast {
+    pub bytes: Vec<u8>,
+}
+
+/// Ballast objects in a pack loop's bank, and the bytes of each: 4 MiB in all, so
+/// that a pack takes long enough for kills to land inside it.
+pub const BALLAST: (usize, usize) = (2048, 2048);
 
 /// One account; transfers move money between two of them.
 #[derive(Clone, Serialize, Deserialize, Persistent)]

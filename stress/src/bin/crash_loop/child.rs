@@ -1,22 +1,26 @@
 //! The killed process: opens the file (recovering whatever the previous child left) and
 //! commits transfers from several tasks until it dies, acknowledging each durable commit
-//! on stdout.
+//! on stdout; in the pack loop another task packs the journal again and again.
 
 use std::error::Error as StdError;
+use std::future::Future;
 use std::io::Write;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 
-use durus::journal::JournalOptions;
+use durus::journal::{JournalOptions, Keep, PackOptions};
 use durus::record::Tid;
 use durus::{Db, Ref, Transaction};
 use fastrand::Rng;
 
-use crate::args::{self, ChildArgs};
-use crate::bank::{Account, Bank, Entry, Ledger, ACCOUNTS, START, TASKS};
+use crate::args::{self, ChildArgs, Mode};
+use crate::bank::{Account, Ballast, Bank, Entry, Ledger, ACCOUNTS, BALLAST, START, TASKS};
 use crate::protocol::Line;
 
 type BoxError = Box<dyn StdError + Send + Sync>;
+/// One of the child's tasks: it ends only by failing.
+type Task = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>>;
 
 /// Conflicting attempts a transfer makes before the child gives up (and fails).
 const MAX_ATTEMPTS: u32 = 10_000;
@@ -24,11 +28,11 @@ const MAX_ATTEMPTS: u32 = 10_000;
 /// Runs the child; it only returns by failing (exit status 2), since the parent
 /// kills it.
 pub fn main(args: &[String]) {
-    let ChildArgs { path, seed } = match args::parse_child(args) {
+    let ChildArgs { path, seed, mode } = match args::parse_child(args) {
         Ok(v) => v,
         Err(e) => fail(e.into()),
     };
-    if let Err(e) = run_on_runtime(path, seed) {
+    if let Err(e) = run_on_runtime(path, seed, mode) {
         fail(e);
     }
     fail("the commit loop ended".into());
@@ -43,7 +47,7 @@ fn fail(e: BoxError) -> ! {
 
 /// The seed picks the runtime (tokio with two worker threads, smol, or
 /// `futures::executor`), since durus must behave the same under each.
-fn run_on_runtime(path: PathBuf, seed: u64) -> Result<(), BoxError> {
+fn run_on_runtime(path: PathBuf, seed: u64, mode: Mode) -> Result<(), BoxError> {
     match seed % 3 {
         0 => {
             let rt = tokio::runtime::Builder::new_multi_thread()
@@ -51,28 +55,56 @@ fn run_on_runtime(path: PathBuf, seed: u64) -> Result<(), BoxError> {
                 .enable_all()
                 .build()?;
             rt.block_on(async move {
-                let (db, bank) = open(path, seed).await?;
+                let tasks = open_tasks(path, seed, mode).await?;
                 // Whichever task fails first ends the child.
-                let handles = (0..TASKS).map(|t| {
-                    let task = tokio::spawn(commit_forever(db.clone(), bank.clone(), t, seed));
+                let handles = tasks.into_iter().map(|t| {
+                    let task = tokio::spawn(t);
                     async move { task.await? }
                 });
                 futures::future::try_join_all(handles).await?;
                 Ok(())
             })
         }
-        1 => smol::block_on(run_joined(path, seed)),
-        _ => futures::executor::block_on(run_joined(path, seed)),
+        1 => smol::block_on(run_joined(path, seed, mode)),
+        _ => futures::executor::block_on(run_joined(path, seed, mode)),
     }
 }
 
 /// The tasks as futures joined on one thread; their commits still overlap on the
 /// blocking pool, so they form write groups.
-async fn run_joined(path: PathBuf, seed: u64) -> Result<(), BoxError> {
-    let (db, bank) = open(path, seed).await?;
-    let tasks = (0..TASKS).map(|t| commit_forever(db.clone(), bank.clone(), t, seed));
-    futures::future::try_join_all(tasks).await?;
+async fn run_joined(path: PathBuf, seed: u64, mode: Mode) -> Result<(), BoxError> {
+    futures::future::try_join_all(open_tasks(path, seed, mode).await?).await?;
     Ok(())
+}
+
+/// Opens the database and makes the child's tasks: one per ledger, and the packer.
+async fn open_tasks(path: PathBuf, seed: u64, mode: Mode) -> Result<Vec<Task>, BoxError> {
+    let (db, bank) = open(path, seed, mode).await?;
+    let mut tasks: Vec<Task> = (0..TASKS)
+        .map(|t| Box::pin(commit_forever(db.clone(), bank.clone(), t, seed)) as Task)
+        .collect();
+    if mode == Mode::Pack {
+        tasks.push(Box::pin(pack_forever(db, seed)));
+    }
+    Ok(tasks)
+}
+
+/// Packs again and again, saying when each pack starts and ends, so the parent knows
+/// whether its kill landed inside one. Some children keep a window of history.
+async fn pack_forever(db: Db<Bank>, seed: u64) -> Result<(), BoxError> {
+    let keep = match (seed >> 24) % 3 {
+        0 => Keep::Transactions(20),
+        _ => Keep::Nothing,
+    };
+    loop {
+        say(&Line::Packing)?;
+        db.pack(PackOptions {
+            keep,
+            ..PackOptions::default()
+        })
+        .await?;
+        say(&Line::Packed)?;
+    }
 }
 
 /// Journal settings vary with the seed, so kills also land in index checkpoints
@@ -88,18 +120,19 @@ fn journal_options(seed: u64) -> JournalOptions {
 
 /// Opens the database (this is where the previous child's leftovers are
 /// recovered), says so, and makes sure the bank exists.
-async fn open(path: PathBuf, seed: u64) -> Result<(Db<Bank>, Arc<Bank>), BoxError> {
+async fn open(path: PathBuf, seed: u64, mode: Mode) -> Result<(Db<Bank>, Arc<Bank>), BoxError> {
     let db: Db<Bank> = Db::builder(path)
         .journal_options(journal_options(seed))
         .open()
         .await?;
     say(&Line::Opened)?;
-    let bank = create_bank(&db).await?;
+    let bank = create_bank(&db, mode).await?;
     Ok((db, bank))
 }
 
-/// Creates the accounts and ledgers in one transaction if the file is new.
-async fn create_bank(db: &Db<Bank>) -> durus::Result<Arc<Bank>> {
+/// Creates the accounts and ledgers (and the pack loop's ballast) in one transaction
+/// if the file is new.
+async fn create_bank(db: &Db<Bank>, mode: Mode) -> durus::Result<Arc<Bank>> {
     db.transact(|tx| {
         Box::pin(async move {
             if tx.root().await?.accounts.is_empty() {
@@ -111,9 +144,17 @@ async fn create_bank(db: &Db<Bank>) -> durus::Result<Arc<Bank>> {
                 for _ in 0..TASKS {
                     ledgers.push(tx.insert(Ledger::default()).await?);
                 }
+                let mut ballast = Vec::new();
+                if mode == Mode::Pack {
+                    for i in 0..BALLAST.0 {
+                        let bytes = vec![i as u8; BALLAST.1];
+                        ballast.push(tx.insert(Ballast { bytes }).await?);
+                    }
+                }
                 let root = tx.root_mut().await?;
                 root.accounts = accounts;
                 root.ledgers = ledgers;
+                root.ballast = ballast;
             }
             Ok(())
         })

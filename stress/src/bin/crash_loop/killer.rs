@@ -1,5 +1,7 @@
 //! The killer: spawns a child on the current file, SIGKILLs it at a seeded random
 //! moment, hands what it heard to the checks, and keeps the counts the summary prints.
+//! In the pack loop it also checks that a pack file the kill left behind is gone after
+//! the next writable open.
 
 use std::fmt::Display;
 use std::io::Write;
@@ -10,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use fastrand::Rng;
 
-use crate::args::{self, LoopArgs, CHILD_FLAG};
+use durus::journal::{Journal, JournalOptions};
+
+use crate::args::{self, LoopArgs, Mode, CHILD_FLAG};
 use crate::checks::{check, Checked};
 use crate::protocol::{hear, read_lines, wait_for_ack, Heard};
 
@@ -20,17 +24,29 @@ const FRESH_EVERY: u64 = 50;
 const EARLY_KILL_PERCENT: u64 = 15;
 const SIGKILL: i32 = 9;
 
+/// The program's entry: the same program is parent and child, so a loop needs no
+/// second binary. As a child it commits (and packs) until killed; as the parent it
+/// runs the loop.
+pub fn entry(mode: Mode) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some(CHILD_FLAG) {
+        crate::child::main(&args[1..]);
+    } else {
+        main(&args, mode);
+    }
+}
+
 /// Runs the loop; exits with status 1 on the first failed check, 2 on bad arguments.
-pub fn main(args: &[String]) {
+fn main(args: &[String], mode: Mode) {
     let LoopArgs { kills, seed } = match args::parse_loop(args) {
         Ok(v) => v,
         Err(e) => {
-            eprintln!("crash loop: {e}\n{}", args::USAGE);
+            eprintln!("{}: {e}\n{}", mode.name(), args::USAGE);
             std::process::exit(2);
         }
     };
-    say(format_args!("crash loop: seed {seed}, {kills} kills"));
-    match Loop::new(seed).and_then(|mut l| l.run(kills).map(|()| l)) {
+    say(format_args!("{}: seed {seed}, {kills} kills", mode.name()));
+    match Loop::new(seed, mode).and_then(|mut l| l.run(kills).map(|()| l)) {
         Ok(l) => l.summary(),
         Err(f) => {
             eprintln!("{f}");
@@ -59,6 +75,7 @@ enum KillAt {
 
 /// A failed check, with what is needed to replay it.
 struct Failure {
+    mode: Mode,
     seed: u64,
     /// The failing kill, counting from 1.
     kill: u64,
@@ -70,11 +87,13 @@ impl Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "crash loop FAILED at kill {} (seed {}): {}\n  file kept: {}\n  replay: cargo run -p durus-stress --bin crash_loop -- --seed {} --kills {}",
+            "{} FAILED at kill {} (seed {}): {}\n  file kept: {}\n  replay: cargo run -p durus-stress --bin {} -- --seed {} --kills {}",
+            self.mode.name(),
             self.kill,
             self.seed,
             self.why,
             self.path.display(),
+            self.mode.binary(),
             self.seed,
             self.kill
         )
@@ -83,6 +102,7 @@ impl Display for Failure {
 
 /// The loop's state and counts.
 struct Loop {
+    mode: Mode,
     seed: u64,
     rng: Rng,
     dir: Option<tempfile::TempDir>,
@@ -97,22 +117,28 @@ struct Loop {
     torn: u64,
     before_open: u64,
     before_ack: u64,
+    /// Pack loop: packs finished, kills inside a pack, pack files left by a kill.
+    packs: u64,
+    mid_pack: u64,
+    strays: u64,
 }
 
 impl Loop {
     /// The files live in a temporary directory, removed at the end unless a
     /// check fails.
-    fn new(seed: u64) -> Result<Loop, Failure> {
+    fn new(seed: u64, mode: Mode) -> Result<Loop, Failure> {
         let dir = tempfile::Builder::new()
             .prefix("durus-crash-loop-")
             .tempdir()
             .map_err(|e| Failure {
+                mode,
                 seed,
                 kill: 0,
                 path: PathBuf::new(),
                 why: format!("creating a temporary directory: {e}"),
             })?;
         Ok(Loop {
+            mode,
             seed,
             rng: Rng::with_seed(seed),
             path: dir.path().join("none"),
@@ -126,6 +152,9 @@ impl Loop {
             torn: 0,
             before_open: 0,
             before_ack: 0,
+            packs: 0,
+            mid_pack: 0,
+            strays: 0,
         })
     }
 
@@ -167,9 +196,9 @@ impl Loop {
         let at = if self.rng.u64(..100) < EARLY_KILL_PERCENT {
             KillAt::AfterSpawn(self.first_ack.mul_f64(self.rng.u64(..1200) as f64 / 1000.0))
         } else {
-            KillAt::AfterFirstAck(Duration::from_micros(self.rng.u64(..30_000)))
+            KillAt::AfterFirstAck(Duration::from_micros(self.rng.u64(..after_ack_micros(self.mode))))
         };
-        let heard = kill_child(&self.path, child_seed, at)?;
+        let heard = kill_child(&self.path, child_seed, at, self.mode)?;
         self.kills += 1;
         if let Some(t) = heard.first_ack {
             self.first_ack = (self.first_ack * 3 + t) / 4;
@@ -181,6 +210,11 @@ impl Loop {
         self.acks += heard.acks.len() as u64;
         self.commits += commits;
         self.torn += u64::from(report.is_some_and(|r| r.torn_tail.is_some()));
+        self.packs += heard.packs.1;
+        self.mid_pack += u64::from(heard.mid_pack());
+        if self.mode == Mode::Pack {
+            self.strays += u64::from(no_stray_after_open(&self.path)?);
+        }
         Ok(())
     }
 
@@ -190,6 +224,7 @@ impl Loop {
             let _ = dir.keep();
         }
         Failure {
+            mode: self.mode,
             seed: self.seed,
             kill: i + 1,
             path: self.path.clone(),
@@ -199,9 +234,19 @@ impl Loop {
 
     /// The one line CI logs show.
     fn summary(&self) {
+        let packs = match self.mode {
+            Mode::Commits => String::new(),
+            Mode::Pack => format!(
+                "{} packs finished, {} kills inside a pack, {} pack files left by a kill and removed by the next open, ",
+                thousands(self.packs),
+                self.mid_pack,
+                self.strays
+            ),
+        };
         say(format_args!(
-            "crash loop: {} kills, {} acknowledged commits checked ({} committed), {} torn tails recovered, \
+            "{}: {} kills, {} acknowledged commits checked ({} committed), {} torn tails recovered, {packs}\
              {} kills before the first ack ({} before the open finished), 0 failures (seed {}, {:.1}s)",
+            self.mode.name(),
             self.kills,
             thousands(self.acks),
             thousands(self.commits),
@@ -212,6 +257,33 @@ impl Loop {
             self.started.elapsed().as_secs_f64()
         ));
     }
+}
+
+/// How long after the first acknowledgement a kill may wait: in the pack loop long
+/// enough to span several packs, so kills land in every phase of one.
+fn after_ack_micros(mode: Mode) -> u64 {
+    match mode {
+        Mode::Commits => 30_000,
+        Mode::Pack => 300_000,
+    }
+}
+
+/// After a kill (and its checks) a writable open, which takes the journal's lock,
+/// must remove a pack file the killed child left; returns whether there was one.
+fn no_stray_after_open(path: &Path) -> Result<bool, String> {
+    let mut packing = path.as_os_str().to_owned();
+    packing.push(".packing");
+    let packing = PathBuf::from(packing);
+    let stray = packing.exists();
+    if path.exists() {
+        let j = Journal::open(path, JournalOptions::default())
+            .map_err(|e| format!("reopening for writing: {e}"))?;
+        j.close().map_err(|e| format!("closing after the reopen: {e}"))?;
+    }
+    if packing.exists() {
+        return Err(format!("{} survived a writable open", packing.display()));
+    }
+    Ok(stray)
 }
 
 /// 23456 as "23,456".
@@ -228,12 +300,11 @@ fn thousands(n: u64) -> String {
 }
 
 /// Spawns a child on `path`, kills it at `at`, and returns everything it said.
-fn kill_child(path: &Path, seed: u64, at: KillAt) -> Result<Heard, String> {
+fn kill_child(path: &Path, seed: u64, at: KillAt, mode: Mode) -> Result<Heard, String> {
     let exe = std::env::current_exe().map_err(|e| format!("finding this program: {e}"))?;
     let mut child = Command::new(exe)
         .arg(CHILD_FLAG)
-        .arg(path)
-        .arg(seed.to_string())
+        .args(args::child_args(path, seed, mode))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .spawn()

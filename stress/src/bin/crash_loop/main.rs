@@ -56,13 +56,7 @@ fn main() {
     );
 }
 
-/// The same program is parent and child, so the loop needs no second binary.
 #[cfg(unix)]
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some(args::CHILD_FLAG) {
-        child::main(&args[1..]);
-    } else {
-        killer::main(&args);
-    }
+    killer::entry(args::Mode::Commits);
 }

@@ -1,6 +1,6 @@
 //! What a child tells the parent through its stdout, one line at a time: `opened` once
 //! the journal is open (recovery done), then `ack TASK SEQ TID` right after each commit
-//! returned `Ok`. The child writes [`Line`]s with `Display`; the parent reads them back
+//! returned `Ok`, and (in the pack loop) `packing` before each pack and `packed` after. The child writes [`Line`]s with `Display`; the parent reads them back
 //! with [`read_lines`] and collects them into [`Heard`].
 
 use std::fmt;
@@ -23,6 +23,10 @@ pub enum Line {
     Opened,
     /// Task, seq and tid of a durable commit.
     Ack(usize, u64, Tid),
+    /// A pack is starting.
+    Packing,
+    /// The pack started last is done.
+    Packed,
     /// Anything else, kept to be reported.
     Garbage(String),
 }
@@ -31,6 +35,8 @@ impl fmt::Display for Line {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Line::Opened => f.write_str("opened"),
+            Line::Packing => f.write_str("packing"),
+            Line::Packed => f.write_str("packed"),
             Line::Ack(task, seq, tid) => write!(f, "ack {task} {seq} {}", tid.0),
             Line::Garbage(l) => f.write_str(l),
         }
@@ -46,6 +52,15 @@ pub struct Heard {
     pub first_ack: Option<Duration>,
     /// (task, seq, tid) of every acknowledged commit.
     pub acks: Vec<(usize, u64, Tid)>,
+    /// Packs started and finished.
+    pub packs: (u64, u64),
+}
+
+impl Heard {
+    /// Whether the child was killed in the middle of a pack.
+    pub fn mid_pack(&self) -> bool {
+        self.packs.0 > self.packs.1
+    }
 }
 
 /// Reads the child's stdout on a thread of its own, so the pipe never fills; the
@@ -67,6 +82,9 @@ pub fn read_lines(stdout: ChildStdout) -> (Receiver<Line>, JoinHandle<()>) {
 pub fn hear(heard: &mut Heard, line: Line) -> Result<(), String> {
     match line {
         Line::Opened => heard.opened = true,
+        Line::Packing => heard.packs.0 += 1,
+        Line::Packed if heard.mid_pack() => heard.packs.1 += 1,
+        Line::Packed => return Err("the child finished a pack it had not started".into()),
         Line::Ack(task, seq, tid) if task < TASKS => heard.acks.push((task, seq, tid)),
         Line::Ack(task, ..) => return Err(format!("the child acknowledged for task {task}")),
         Line::Garbage(l) => return Err(format!("the child wrote {l:?}")),
@@ -93,8 +111,11 @@ pub fn wait_for_ack(lines: &Receiver<Line>, heard: &mut Heard) -> Result<(), Str
 
 /// The inverse of [`Line`]'s `Display`.
 fn parse_line(line: &str) -> Line {
-    if line == "opened" {
-        return Line::Opened;
+    match line {
+        "opened" => return Line::Opened,
+        "packing" => return Line::Packing,
+        "packed" => return Line::Packed,
+        _ => {}
     }
     let parts: Vec<&str> = line.split(' ').collect();
     match parts.as_slice() {

@@ -1,0 +1,84 @@
+//! `durus backup FILE DEST`: a full, verified copy.
+
+use std::io;
+use std::path::PathBuf;
+
+use durus::journal::BackupReport;
+use durus::tools::backup::backup;
+use indicatif::HumanBytes;
+use serde::Serialize;
+
+use crate::output::Output;
+use crate::store::{JsonReport, LongHelp, StoreArgs};
+
+/// Copy a journal consistently while writers run, verified
+#[derive(clap::Args, Debug)]
+#[command(
+    long_about = "\
+Write a full copy of a journal to DEST while it may be in use (committed to by another
+process or served by `durus serve`): the copy holds every transaction committed before
+the backup started, is written under a temporary name, synced, verified and only then
+renamed to DEST, so DEST never holds a partial copy. A raw byte copy (cp) of a live
+journal can catch a write half done; this cannot.
+
+DEST may be missing, empty, or an earlier backup (a durus journal), which is replaced;
+anything else there is refused and left alone.",
+    after_long_help = long_help()
+)]
+pub struct Args {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Where the copy goes
+    #[arg(value_name = "DEST", value_hint = clap::ValueHint::FilePath)]
+    pub dest: PathBuf,
+}
+
+fn long_help() -> String {
+    LongHelp {
+        command: "backup",
+        examples: &[
+            "durus backup shop.durus /backups/shop.durus",
+            "durus backup --json shop.durus shop.bak | jq .report.last_tid",
+        ],
+        exit_ok: "copied and verified",
+        exit_problem: "the source is damaged, unreadable or not a journal, or DEST\n     \
+                       is not a journal and was left alone",
+        success: "\"copied\"",
+        report: &["{dest, bytes (in the copy), last_tid (the last transaction it holds)}"],
+    }
+    .render()
+}
+
+/// The report under its documented names.
+#[derive(Serialize)]
+struct Report {
+    dest: String,
+    bytes: u64,
+    last_tid: u64,
+}
+
+impl JsonReport for Report {
+    fn status(&self) -> &'static str {
+        "copied"
+    }
+}
+
+/// Runs `durus backup`.
+pub fn run(args: &Args, out: &mut Output) -> io::Result<()> {
+    let dest = args.dest.display().to_string();
+    let report = |r: &BackupReport| Report {
+        dest: dest.clone(),
+        bytes: r.bytes,
+        last_tid: r.last_tid.0,
+    };
+    let Some(r) = args.store.run("backup", out, |p| backup(p, &args.dest), report)? else {
+        return Ok(());
+    };
+    out.line(format_args!(
+        "{}: copied to {dest} and verified: {} ({} bytes), up to transaction {}",
+        args.store.name(),
+        HumanBytes(r.bytes),
+        r.bytes,
+        r.last_tid
+    ))
+}

@@ -1,0 +1,168 @@
+//! Commits and oid reservations of the SQLite storage.
+//!
+//! A write group is one `BEGIN IMMEDIATE` transaction: SQLite's write lock keeps every
+//! other writer (another process too) out while the group is validated and written, so
+//! the validation sees everything committed before it, exactly as the journal's does
+//! under its writer lock. Each member is checked against the file (which already holds
+//! the group's earlier members) and written only if it passes; one `COMMIT`, one sync
+//! of the log, makes the whole group durable.
+
+use rusqlite::{params, TransactionBehavior};
+
+use super::sql::{self, Sql};
+use super::{Sqlite, Writer};
+use crate::error::{Error, Result};
+use crate::record::{CommitRequest, Committed, Oid, Tid};
+
+/// Oids reserved from the file at a time (at least what is asked for).
+const RESERVE: u64 = 256;
+
+/// Hands out `n` fresh oids, reserving more from the file's allocation mark (durably,
+/// before any of them is handed out) when this handle's reservation runs out.
+pub(super) fn new_oids(s: &Sqlite, n: u64) -> Result<Vec<Oid>> {
+    let mut g = s.writer()?;
+    let w = g.as_mut().ok_or(Error::Closed)?;
+    if w.end_oid - w.next_oid < n {
+        reserve(s, w, n.max(RESERVE))?;
+    }
+    let first = w.next_oid;
+    w.next_oid += n;
+    Ok((first..w.next_oid).map(Oid).collect())
+}
+
+/// Raises the allocation mark in the file by `n` and takes the range below it.
+fn reserve(s: &Sqlite, w: &mut Writer, n: u64) -> Result<()> {
+    let tx = w
+        .conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .sql()?;
+    let first = (sql::meta(&tx, "next_oid")? as u64).max(1);
+    let end = first
+        .checked_add(n)
+        .filter(|&e| e <= i64::MAX as u64)
+        .ok_or(Error::Exhausted { what: "oids" })?;
+    sql::set_meta(&tx, "next_oid", end as i64)?;
+    if let Err(e) = tx.commit() {
+        return Err(poison(s, "reserving oids", e));
+    }
+    w.next_oid = first;
+    w.end_oid = end;
+    Ok(())
+}
+
+/// Commits a group (see the module docs); one result per request.
+pub(super) fn commit_many(s: &Sqlite, reqs: &[CommitRequest]) -> Vec<Result<Committed>> {
+    let failed = |e: Error| reqs.iter().map(|_| Err(e.clone())).collect();
+    let mut g = match s.writer() {
+        Ok(g) => g,
+        Err(e) => return failed(e),
+    };
+    let Some(w) = g.as_mut() else {
+        return failed(Error::Closed);
+    };
+    match commit_group(s, w, reqs) {
+        Ok(results) => results,
+        Err(e) => failed(e),
+    }
+}
+
+/// The group in one SQLite transaction. An SQL error fails (and rolls back) the whole
+/// group; a member that does not validate fails alone.
+fn commit_group(s: &Sqlite, w: &mut Writer, reqs: &[CommitRequest]) -> Result<Vec<Result<Committed>>> {
+    let (local_next, local_end) = (w.next_oid, w.end_oid);
+    let tx = w
+        .conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .sql()?;
+    let next_oid = (sql::meta(&tx, "next_oid")? as u64).max(1);
+    let mut last = sql::max_tid(&tx)?;
+    let mut last_ts = sql::timestamp_of(&tx, last)?;
+    let mut results = Vec::with_capacity(reqs.len());
+    let mut wrote = false;
+    for req in reqs {
+        let written = match req.validate(next_oid, last) {
+            Ok(w) => w,
+            Err(e) => {
+                results.push(Err(e));
+                continue;
+            }
+        };
+        // Reserved by this handle but not handed out yet: made up by the caller.
+        if let Some(&oid) = written.iter().find(|o| (local_next..local_end).contains(&o.0)) {
+            results.push(Err(Error::NotAllocated { oid }));
+            continue;
+        }
+        let conflicts = req.conflicts(&written, |oid, after| sql::changed_after(&tx, oid, after))?;
+        if !conflicts.is_empty() {
+            results.push(Err(Error::Conflict { oids: conflicts }));
+            continue;
+        }
+        if req.records.is_empty() {
+            results.push(Ok(Committed {
+                tid: last,
+                timestamp: last_ts,
+            }));
+            continue;
+        }
+        let tid = last.next();
+        let timestamp = crate::clock::now_micros().max(last_ts);
+        write(&tx, tid, timestamp, req)?;
+        wrote = true;
+        last = tid;
+        last_ts = timestamp;
+        results.push(Ok(Committed { tid, timestamp }));
+    }
+    if wrote {
+        // While the COMMIT runs, a refresh that sees these tids leaves them to us: the
+        // Db hears of them from this commit, not as another process's.
+        crate::sync::lock(&s.view).writing = last;
+        let r = tx.commit();
+        let mut v = crate::sync::lock(&s.view);
+        v.writing = Tid::ZERO;
+        if let Err(e) = r {
+            drop(v);
+            return Err(poison(s, "committing a write group", e));
+        }
+        v.known = v.known.max(last);
+    } else {
+        drop(tx);
+        let mut v = s.view()?;
+        v.known = v.known.max(last);
+    }
+    Ok(results)
+}
+
+/// Inserts one transaction's rows.
+fn write(tx: &rusqlite::Transaction<'_>, tid: Tid, timestamp: u64, req: &CommitRequest) -> Result<()> {
+    tx.prepare_cached("INSERT INTO durus_tx (tid, ts) VALUES (?1, ?2)")
+        .and_then(|mut st| st.execute(params![tid.0 as i64, timestamp.min(i64::MAX as u64) as i64]))
+        .sql()?;
+    let mut st = tx
+        .prepare_cached("INSERT INTO durus_object (oid, tid, data, refs) VALUES (?1, ?2, ?3, ?4)")
+        .sql()?;
+    for r in &req.records {
+        st.execute(params![
+            r.oid.0 as i64,
+            tid.0 as i64,
+            r.data,
+            sql::refs_blob(&r.refs)
+        ])
+        .sql()?;
+    }
+    Ok(())
+}
+
+/// A failed `COMMIT`: SQLite rolled the transaction back or could not say whether its
+/// log reached the disk. Like the journal after a failed sync, the handle refuses
+/// further writes until it is reopened, and the error says what happened.
+fn poison(s: &Sqlite, during: &str, e: rusqlite::Error) -> Error {
+    let io = match sql::to_error(e) {
+        Error::Io(io) => io,
+        other => std::sync::Arc::new(std::io::Error::other(other.to_string())),
+    };
+    crate::sync::lock(&s.view).poisoned = Some((during.to_string(), io.clone()));
+    Error::Poisoned {
+        during: during.to_string(),
+        source: io,
+    }
+}

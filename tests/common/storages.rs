@@ -1,0 +1,124 @@
+//! The storage factory of the conformance suite: every storage kind a test runs
+//! against, opened (and reopened) the same way, and a macro that makes one `#[test]`
+//! per kind from one generic test body.
+
+use std::sync::Arc;
+
+use durus::journal::{Durability, JournalOptions};
+use durus::storage::{FileStorage, MemoryStorage, Storage};
+
+/// A storage kind under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// `MemoryStorage`: one shared instance, so a "reopen" is another handle on it.
+    Memory,
+    /// `FileStorage`, the journal file.
+    File,
+    /// `SqliteStorage` (feature `sqlite`).
+    #[cfg(feature = "sqlite")]
+    Sqlite,
+}
+
+/// Where one test's storage lives, from which it is opened and reopened.
+pub struct Store {
+    pub kind: Kind,
+    pub dir: tempfile::TempDir,
+    memory: MemoryStorage,
+}
+
+impl Store {
+    /// A new, empty store of this kind.
+    pub fn new(kind: Kind) -> Store {
+        Store {
+            kind,
+            dir: tempfile::tempdir().expect("tempdir"),
+            memory: MemoryStorage::new(),
+        }
+    }
+
+    /// The path of the store's file (unused by memory).
+    pub fn path(&self) -> std::path::PathBuf {
+        match self.kind {
+            Kind::Memory | Kind::File => self.dir.path().join("store.durus"),
+            #[cfg(feature = "sqlite")]
+            Kind::Sqlite => self.dir.path().join("store.sqlite"),
+        }
+    }
+
+    /// Opens a handle with the given durability (ignored by memory).
+    pub async fn open_with(&self, durability: Durability) -> Arc<dyn Storage> {
+        match self.kind {
+            Kind::Memory => Arc::new(self.memory.clone()),
+            Kind::File => Arc::new(
+                FileStorage::open(
+                    self.path(),
+                    JournalOptions {
+                        durability,
+                        ..JournalOptions::default()
+                    },
+                )
+                .await
+                .expect("open the journal"),
+            ),
+            #[cfg(feature = "sqlite")]
+            Kind::Sqlite => Arc::new(
+                durus::storage::SqliteStorage::open(
+                    self.path(),
+                    durus::storage::SqliteOptions::default().durability(durability),
+                )
+                .await
+                .expect("open the sqlite storage"),
+            ),
+        }
+    }
+
+    /// Opens a handle without syncs (the tests' usual setting).
+    pub async fn open(&self) -> Arc<dyn Storage> {
+        self.open_with(Durability::Eventual).await
+    }
+
+    /// Whether the data outlives a close (memory's handles all close together).
+    pub fn reopens(&self) -> bool {
+        self.kind != Kind::Memory
+    }
+}
+
+/// `storage_tests!(name => body)`: a module `name` with one `#[test]` per storage kind,
+/// each calling `body(Kind)`.
+#[macro_export]
+macro_rules! storage_tests {
+    ($($name:ident => $body:expr;)+) => {$(
+        $crate::storage_tests!(@module $name, $body, {
+            #[test]
+            fn memory() {
+                ($body)($crate::common::storages::Kind::Memory)
+            }
+        });
+    )+};
+    // One module: the tests given, then one for every kind that has a file.
+    (@module $name:ident, $body:expr, { $($more:tt)* }) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            $($more)*
+            #[test]
+            fn file() {
+                ($body)($crate::common::storages::Kind::File)
+            }
+            #[cfg(feature = "sqlite")]
+            #[test]
+            fn sqlite() {
+                ($body)($crate::common::storages::Kind::Sqlite)
+            }
+        }
+    };
+}
+
+/// `packing_storage_tests!(name => body)`: as [`storage_tests!`], for the kinds that
+/// pack (all but memory).
+#[macro_export]
+macro_rules! packing_storage_tests {
+    ($($name:ident => $body:expr;)+) => {$(
+        $crate::storage_tests!(@module $name, $body, {});
+    )+};
+}
