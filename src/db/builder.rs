@@ -10,7 +10,7 @@ use super::{Db, DbOptions};
 use crate::error::{Error, Result};
 use crate::journal::{Durability, JournalOptions};
 use crate::object::Persistent;
-use crate::storage::{FileStorage, MemoryStorage, Storage};
+use crate::storage::{FileStorage, MemoryStorage, Storage, StorageSpec};
 
 /// Opens a [`Db`]: where its objects live, and how it behaves.
 ///
@@ -22,6 +22,7 @@ use crate::storage::{FileStorage, MemoryStorage, Storage};
 /// | [`Db::builder(path)`](Db::builder) (or [`DbBuilder::file`]) | the journal file at `path`, created if missing |
 /// | [`DbBuilder::memory`] | memory, gone when the last handle is dropped |
 /// | [`DbBuilder::storage`], [`DbBuilder::storage_arc`] | a [`Storage`] you opened yourself |
+/// | [`DbBuilder::url`]`(spec)` | wherever a [`StorageSpec`] string says (configuration) |
 /// | [`DbBuilder::storage`]`(SqliteStorage::open(path, opts).await?)` (feature `sqlite`) | a SQLite file |
 ///
 /// | setting | default | applies to |
@@ -71,8 +72,9 @@ use crate::storage::{FileStorage, MemoryStorage, Storage};
 pub struct DbBuilder<R> {
     source: Source,
     options: DbOptions,
-    /// The first journal setting made, by name: refused when no journal file is opened.
-    journal_setting: Option<&'static str>,
+    /// The journal settings made, by name, in order: refused when no journal file is
+    /// opened (a SQLite file takes durability and sharing).
+    journal_settings: Vec<&'static str>,
     _root: PhantomData<fn() -> R>,
 }
 
@@ -83,6 +85,8 @@ enum Source {
     File(PathBuf),
     Memory,
     Storage(Arc<dyn Storage>),
+    /// Any other kind a [`StorageSpec`] names.
+    Spec(StorageSpec),
 }
 
 impl<R> DbBuilder<R> {
@@ -138,11 +142,46 @@ impl<R> DbBuilder<R> {
         DbBuilder::from_source(Source::Storage(storage))
     }
 
+    /// A database wherever `spec` says (see [`StorageSpec`]): `file:PATH` (or a bare
+    /// path), `sqlite:PATH`, `durus://HOST:PORT`, `durus+unix:PATH` or `memory:`, so an
+    /// application picks its storage by configuration. Journal settings apply to a
+    /// journal file; a SQLite file takes [`durability`](DbBuilder::durability) and
+    /// [`shared`](DbBuilder::shared) and refuses the others, as every other kind
+    /// refuses them all.
+    ///
+    /// ```
+    /// use durus::{Counter, Db, DbBuilder};
+    ///
+    /// # fn main() -> durus::Result<()> {
+    /// # let dir = tempfile::tempdir()?;
+    /// let spec = format!("file:{}", dir.path().join("hits.durus").display()); // from configuration
+    /// futures::executor::block_on(async {
+    ///     let db: Db<Counter> = DbBuilder::url(&spec)?.cache_size(1_000).open().await?;
+    ///     let mut tx = db.begin().await?;
+    ///     tx.root_mut().await?.increment();
+    ///     tx.commit().await?;
+    ///     db.close().await
+    /// })
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] for a spec that does not parse (an unknown scheme, a server
+    /// address without a port); opening it fails later, in [`open`](DbBuilder::open).
+    pub fn url(spec: &str) -> Result<DbBuilder<R>> {
+        Ok(match spec.parse::<StorageSpec>()? {
+            StorageSpec::File(path) => DbBuilder::file(path),
+            StorageSpec::Memory => DbBuilder::memory(),
+            other => DbBuilder::from_source(Source::Spec(other)),
+        })
+    }
+
     fn from_source(source: Source) -> DbBuilder<R> {
         DbBuilder {
             source,
             options: DbOptions::default(),
-            journal_setting: None,
+            journal_settings: Vec::new(),
             _root: PhantomData,
         }
     }
@@ -226,13 +265,14 @@ impl<R> DbBuilder<R> {
     }
 
     fn journal_setting(mut self, name: &'static str) -> DbBuilder<R> {
-        self.journal_setting.get_or_insert(name);
+        self.journal_settings.push(name);
         self
     }
 
-    /// Refuses journal settings on a builder that opens no journal file.
-    fn no_journal_settings(&self, source: &str) -> Result<()> {
-        match self.journal_setting {
+    /// Refuses journal settings on a builder that opens no journal file, except those
+    /// named in `taken`.
+    fn no_journal_settings(&self, source: &str, taken: &[&str]) -> Result<()> {
+        match self.journal_settings.iter().find(|n| !taken.contains(n)) {
             Some(name) => Err(Error::Invalid(format!(
                 "`{name}` is a journal file setting, and this database is {source}"
             ))),
@@ -265,12 +305,20 @@ impl<R: Persistent + Default> DbBuilder<R> {
         let storage: Arc<dyn Storage> = match self.source {
             Source::File(path) => Arc::new(FileStorage::open(path, self.options.journal.clone()).await?),
             Source::Memory => {
-                self.no_journal_settings("in memory")?;
+                self.no_journal_settings("in memory", &[])?;
                 Arc::new(MemoryStorage::new())
             }
             Source::Storage(ref storage) => {
-                self.no_journal_settings("on a storage opened by the caller")?;
+                self.no_journal_settings("on a storage opened by the caller", &[])?;
                 storage.clone()
+            }
+            Source::Spec(ref spec) => {
+                let taken: &[&str] = match spec {
+                    StorageSpec::Sqlite(_) => &["durability", "shared"],
+                    _ => &[],
+                };
+                self.no_journal_settings(&format!("at {spec}"), taken)?;
+                spec.open(&self.options.journal).await?
             }
         };
         Db::start(storage, self.options).await
@@ -282,7 +330,7 @@ impl<R> Clone for DbBuilder<R> {
         DbBuilder {
             source: self.source.clone(),
             options: self.options.clone(),
-            journal_setting: self.journal_setting,
+            journal_settings: self.journal_settings.clone(),
             _root: PhantomData,
         }
     }
@@ -295,6 +343,7 @@ impl<R> fmt::Debug for DbBuilder<R> {
             Source::File(path) => d.field("file", path),
             Source::Memory => d.field("memory", &true),
             Source::Storage(_) => d.field("storage", &"caller's"),
+            Source::Spec(spec) => d.field("spec", &spec.to_string()),
         };
         d.field("options", &self.options).finish()
     }
@@ -407,7 +456,7 @@ mod tests {
         assert_eq!(b.options.journal.durability, Durability::Eventual);
         assert!(b.options.journal.shared);
         assert_eq!(b.options.cache_size, 7);
-        assert_eq!(b.journal_setting, Some("durability"));
+        assert_eq!(b.journal_settings, ["durability", "shared"]);
 
         let b = b.journal_options(JournalOptions::default());
         assert_eq!(b.options.journal.durability, Durability::Immediate);
@@ -424,11 +473,21 @@ mod tests {
         let plain = DbBuilder::<Counter>::memory()
             .cache_size(1)
             .options(DbOptions::default());
-        assert!(plain.no_journal_settings("in memory").is_ok());
+        assert!(plain.no_journal_settings("in memory", &[]).is_ok());
         let set = DbBuilder::<Counter>::memory().read_only(false);
         assert!(matches!(
-            set.no_journal_settings("in memory"),
+            set.no_journal_settings("in memory", &[]),
             Err(Error::Invalid(_))
         ));
+        let sqlite_ok = DbBuilder::<Counter>::memory()
+            .durability(Durability::Eventual)
+            .shared(true);
+        assert!(sqlite_ok
+            .no_journal_settings("x", &["durability", "shared"])
+            .is_ok());
+        let sqlite_bad = sqlite_ok.read_only(true);
+        assert!(sqlite_bad
+            .no_journal_settings("x", &["durability", "shared"])
+            .is_err());
     }
 }

@@ -16,6 +16,7 @@ mod commit_queue;
 mod feed;
 mod file;
 mod memory;
+mod spec;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 mod unblocked;
@@ -33,6 +34,7 @@ pub(crate) use feed::Feed;
 pub use feed::{Change, FEED_CAPACITY};
 pub use file::FileStorage;
 pub use memory::MemoryStorage;
+pub use spec::StorageSpec;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteOptions, SqliteStorage};
 pub use unblocked::Unblocked;

@@ -11,6 +11,7 @@
 
 mod backup;
 mod census;
+mod copy;
 mod dump;
 mod import;
 mod info;
@@ -50,6 +51,7 @@ Examples:
   durus dump --oid 0 shop.durus
   durus history shop.durus 0
   durus backup shop.durus /backups/shop.durus
+  durus copy shop.durus sqlite:shop.sqlite   (between storages, same oids)
   durus import old-durus.durus shop.durus   (a Python Durus file into a journal)
   durus repair shop.durus
   durus pack shop.durus
@@ -69,6 +71,7 @@ enum Command {
     Census(census::Args),
     Dump(dump::Args),
     Backup(backup::Args),
+    Copy(copy::Args),
     History(dump::HistoryArgs),
     Import(import::Args),
     Repair(repair::Args),
@@ -97,6 +100,7 @@ fn main() -> ExitCode {
         Command::Dump(args) => Output::run(args.store.format, |out| dump::run(args, out)),
         Command::History(args) => Output::run(args.store.format, |out| dump::run_history(args, out)),
         Command::Backup(args) => Output::run(args.store.format, |out| backup::run(args, out)),
+        Command::Copy(args) => Output::run(args.format, |out| copy::run(args, out)),
         Command::Import(args) => Output::run(args.store.format, |out| import::run(args, out)),
         Command::Repair(args) => Output::run(args.store.format, |out| repair::run(args, out)),
         Command::Pack(args) => Output::run(args.store.format, |out| pack::run(args, out)),
