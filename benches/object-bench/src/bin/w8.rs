@@ -231,6 +231,8 @@ fn main() -> durus::Result<()> {
     );
     println!("load average at the start: {}", load_average());
     let durus = run_durus(&dir.path().join("w8.durus"), &a, &order, &keys, &starts)?;
+    // Shown now too: the Python run that follows takes far longer.
+    report(&a, &durus, None);
     let python = run_python(&a.python, &dir.path().join("w8-python.durus"), &a, 8);
     println!("load average at the end: {}", load_average());
     report(&a, &durus, python.as_ref());
