@@ -177,6 +177,6 @@ impl<K: Key, V: Value> BTree<K, V> {
 fn corrupt_tree<K, V>(at: NodeRef<K, V>) -> crate::Error {
     crate::Error::CorruptObject {
         oid: at.oid(),
-        reason: "the B-tree node is not the kind its parent expects".into(),
+        reason: "a B-tree node of the wrong kind, or with separators not matching its children".into(),
     }
 }

@@ -83,6 +83,11 @@ pub(super) async fn carry_up<K: Key, V: Value>(
                 let BTreeNode::Branch { keys, children } = parent else {
                     return Err(corrupt_tree(parent_ref));
                 };
+                // A stored branch is trusted only as far as this: one fewer separator
+                // than children, and the child taken among them.
+                if keys.len() + 1 != children.len() || i >= children.len() {
+                    return Err(corrupt_tree(parent_ref));
+                }
                 keys.splice(i..i, seps);
                 children.splice(i + 1..i + 1, refs);
                 pieces = split(parent, usize::MAX)?;
