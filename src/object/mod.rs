@@ -17,7 +17,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::record::Oid;
 
-pub use btree::{BTree, BTreeNode, Key, Value, MAX_KEYS};
+pub use btree::{BTree, BTreeNode, Key, Order, Value, LEAF_BYTES, MAX_KEYS};
 pub use codec::{decode, encode, peek_type_name};
 pub use counter::Counter;
 
