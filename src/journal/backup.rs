@@ -25,10 +25,32 @@ pub struct BackupReport {
     /// The last transaction the copy holds: every transaction committed before the
     /// backup started, and maybe some committed while it ran.
     pub last_tid: Tid,
+    /// Bytes this backup wrote: the whole copy, or for an
+    /// [incremental](BackupOptions::incremental) one only what it appended (the header
+    /// slots aside).
+    pub written: u64,
+}
+
+/// How [`Journal::backup_with`] makes its copy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BackupOptions {
+    /// Append only what is new to an earlier backup of the same journal file at the
+    /// destination, instead of writing a whole copy (see
+    /// [`Journal::backup_incremental_into`]). A missing or empty destination gets a
+    /// whole copy.
+    pub incremental: bool,
+}
+
+impl BackupOptions {
+    /// Options for an incremental backup.
+    pub fn incremental() -> BackupOptions {
+        BackupOptions { incremental: true }
+    }
 }
 
 /// Largest piece copied per read and write.
-const CHUNK: usize = 1 << 20;
+pub(super) const CHUNK: usize = 1 << 20;
 
 impl Journal {
     /// Writes a consistent copy of this journal to `dest` while commits go on: the copy
@@ -46,14 +68,7 @@ impl Journal {
     pub fn backup_to(&self, dest: impl AsRef<Path>) -> Result<BackupReport> {
         let dest = dest.as_ref();
         self.check_open()?;
-        if let (Some(own), Ok(there)) = (&self.path, dest.canonicalize()) {
-            if own.canonicalize().is_ok_and(|own| own == there) {
-                return Err(Error::Invalid(format!(
-                    "cannot back {} up onto itself",
-                    dest.display()
-                )));
-            }
-        }
+        self.check_not_self(dest)?;
         let mut tmp = dest.as_os_str().to_owned();
         tmp.push(format!(".backup-{}", std::process::id()));
         let tmp = PathBuf::from(tmp);
@@ -75,6 +90,19 @@ impl Journal {
         std::fs::rename(&tmp, dest)?;
         sync_dir(dest)?;
         Ok(report)
+    }
+
+    /// Refuses a `dest` that is this journal's own file.
+    pub(super) fn check_not_self(&self, dest: &Path) -> Result<()> {
+        if let (Some(own), Ok(there)) = (&self.path, dest.canonicalize()) {
+            if own.canonicalize().is_ok_and(|own| own == there) {
+                return Err(Error::Invalid(format!(
+                    "cannot back {} up onto itself",
+                    dest.display()
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Writes a consistent copy of this journal into `out` (any [`FileIo`], whose old
@@ -100,13 +128,17 @@ impl Journal {
         }
         out.sync_data()?;
         check_copy(out, end)?;
-        Ok(BackupReport { bytes: end, last_tid })
+        Ok(BackupReport {
+            bytes: end,
+            last_tid,
+            written: end,
+        })
     }
 
     /// The header region and the end of the whole blocks, read together while nobody
     /// can append or rewrite a slot, and the last tid they hold. The bytes before the
     /// end never change afterwards.
-    fn backup_point(&self) -> Result<BackupPoint> {
+    pub(super) fn backup_point(&self) -> Result<BackupPoint> {
         let mut w = self.lock_writer();
         // Shared mode: other processes append and write slots only under the append
         // lock, and taking it also catches up with what they appended.
@@ -135,16 +167,16 @@ impl Journal {
 
 /// What a backup copies: the header region, the end of the whole blocks, the last tid
 /// before that end, and the file generation they were read from.
-struct BackupPoint {
-    head: Vec<u8>,
-    end: u64,
-    last_tid: Tid,
-    file: Arc<dyn FileIo>,
+pub(super) struct BackupPoint {
+    pub head: Vec<u8>,
+    pub end: u64,
+    pub last_tid: Tid,
+    pub file: Arc<dyn FileIo>,
 }
 
 /// Checks the whole copy in `out` (every checksum, as [`verify`](super::verify())
 /// does) and that it is an intact journal ending exactly at `end`.
-fn check_copy(out: &dyn FileIo, end: u64) -> Result<()> {
+pub(super) fn check_copy(out: &dyn FileIo, end: u64) -> Result<()> {
     let report = super::verify(out)?;
     if report.torn_tail.is_some() || report.end != end {
         return Err(Error::corrupt(
