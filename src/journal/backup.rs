@@ -6,6 +6,7 @@
 //! writer's lock, together with the header it must be copied with), copies only up to
 //! there, and checks the copy before putting it in place.
 
+use std::fmt;
 use std::fs::OpenOptions as FsOpenOptions;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -31,8 +32,12 @@ pub struct BackupReport {
     pub written: u64,
 }
 
+/// A callback told how a backup is getting on: bytes copied (or, for an incremental
+/// backup, compared or appended) so far, and how many there are in all.
+pub type BackupProgressFn = Arc<dyn Fn(u64, u64) + Send + Sync>;
+
 /// How [`Journal::backup_with`] makes its copy.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Default)]
 #[non_exhaustive]
 pub struct BackupOptions {
     /// Append only what is new to an earlier backup of the same journal file at the
@@ -40,12 +45,26 @@ pub struct BackupOptions {
     /// [`Journal::backup_incremental_into`]). A missing or empty destination gets a
     /// whole copy.
     pub incremental: bool,
+    /// Called after each piece of the copy with the progress so far.
+    pub progress: Option<BackupProgressFn>,
 }
 
 impl BackupOptions {
     /// Options for an incremental backup.
     pub fn incremental() -> BackupOptions {
-        BackupOptions { incremental: true }
+        BackupOptions {
+            incremental: true,
+            ..BackupOptions::default()
+        }
+    }
+}
+
+impl fmt::Debug for BackupOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BackupOptions")
+            .field("incremental", &self.incremental)
+            .field("progress", &self.progress.is_some())
+            .finish()
     }
 }
 
@@ -66,7 +85,15 @@ impl Journal {
     /// [`Error::Corrupt`] if the copy does not check out (which means the source reads
     /// back differently than it was written: its disk is failing).
     pub fn backup_to(&self, dest: impl AsRef<Path>) -> Result<BackupReport> {
-        let dest = dest.as_ref();
+        self.backup_whole(dest.as_ref(), None)
+    }
+
+    /// [`backup_to`](Journal::backup_to), telling `progress` how it gets on.
+    pub(super) fn backup_whole(
+        &self,
+        dest: &Path,
+        progress: Option<&BackupProgressFn>,
+    ) -> Result<BackupReport> {
         self.check_open()?;
         self.check_not_self(dest)?;
         let mut tmp = dest.as_os_str().to_owned();
@@ -79,7 +106,7 @@ impl Journal {
             .truncate(true)
             .open(&tmp)
             .map_err(Error::from)
-            .and_then(|f| self.backup_into(&OsFile::new(f)));
+            .and_then(|f| self.backup_into_with(&OsFile::new(f), progress));
         let report = match made {
             Ok(r) => r,
             Err(e) => {
@@ -109,6 +136,15 @@ impl Journal {
     /// contents are replaced), syncs it and checks it, as
     /// [`backup_to`](Journal::backup_to) does before renaming its copy into place.
     pub fn backup_into(&self, out: &dyn FileIo) -> Result<BackupReport> {
+        self.backup_into_with(out, None)
+    }
+
+    /// [`backup_into`](Journal::backup_into), telling `progress` how it gets on.
+    pub(super) fn backup_into_with(
+        &self,
+        out: &dyn FileIo,
+        progress: Option<&BackupProgressFn>,
+    ) -> Result<BackupReport> {
         self.check_open()?;
         let BackupPoint {
             head,
@@ -118,14 +154,7 @@ impl Journal {
         } = self.backup_point()?;
         out.set_len(0)?;
         out.write_all_at(&head, 0)?;
-        let mut buf = vec![0u8; CHUNK];
-        let mut at = DATA_START;
-        while at < end {
-            let n = ((end - at) as usize).min(CHUNK);
-            file.read_exact_at(&mut buf[..n], at)?;
-            out.write_all_at(&buf[..n], at)?;
-            at += n as u64;
-        }
+        copy_range(&*file, out, DATA_START, end, progress)?;
         out.sync_data()?;
         check_copy(out, end)?;
         Ok(BackupReport {
@@ -186,6 +215,29 @@ pub(super) fn check_copy(out: &dyn FileIo, end: u64) -> Result<()> {
                 report.end, report.torn_tail
             ),
         ));
+    }
+    Ok(())
+}
+
+/// Copies the bytes `from..end` of `file` to the same offsets of `out`, a piece at a
+/// time, telling `progress` after each (out of `end`).
+pub(super) fn copy_range(
+    file: &dyn FileIo,
+    out: &dyn FileIo,
+    from: u64,
+    end: u64,
+    progress: Option<&BackupProgressFn>,
+) -> Result<()> {
+    let mut buf = vec![0u8; CHUNK];
+    let mut at = from;
+    while at < end {
+        let n = ((end - at) as usize).min(CHUNK);
+        file.read_exact_at(&mut buf[..n], at)?;
+        out.write_all_at(&buf[..n], at)?;
+        at += n as u64;
+        if let Some(p) = progress {
+            p(at, end);
+        }
     }
     Ok(())
 }

@@ -39,7 +39,7 @@
 use std::fs::OpenOptions as FsOpenOptions;
 use std::path::Path;
 
-use super::backup::{check_copy, BackupPoint, CHUNK};
+use super::backup::{check_copy, copy_range, BackupPoint, BackupProgressFn, CHUNK};
 use super::format::{FileHeader, DATA_START, SLOT_LEN, SLOT_OFFSETS};
 use super::io::{FileIo, OsFile};
 use super::{BackupOptions, BackupReport, Journal};
@@ -59,20 +59,21 @@ impl Journal {
     /// (it is then left as it was); what [`backup_to`](Journal::backup_to) fails with.
     pub fn backup_with(&self, dest: impl AsRef<Path>, opts: &BackupOptions) -> Result<BackupReport> {
         let dest = dest.as_ref();
+        let progress = opts.progress.as_ref();
         if !opts.incremental {
-            return self.backup_to(dest);
+            return self.backup_whole(dest, progress);
         }
         self.check_open()?;
         self.check_not_self(dest)?;
         let file = match FsOpenOptions::new().read(true).write(true).open(dest) {
             Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return self.backup_to(dest),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return self.backup_whole(dest, progress),
             Err(e) => return Err(e.into()),
         };
         if file.metadata()?.len() == 0 {
-            return self.backup_to(dest);
+            return self.backup_whole(dest, progress);
         }
-        self.backup_incremental_into(&OsFile::new(file))
+        self.backup_incremental_with(&OsFile::new(file), progress)
     }
 
     /// Brings the earlier backup of this journal file in `out` up to date: checks that
@@ -95,16 +96,26 @@ impl Journal {
     /// it, one longer than this journal, or one whose bytes differ from it; I/O errors;
     /// [`Error::Corrupt`] if the result does not check out.
     pub fn backup_incremental_into(&self, out: &dyn FileIo) -> Result<BackupReport> {
+        self.backup_incremental_with(out, None)
+    }
+
+    /// [`backup_incremental_into`](Journal::backup_incremental_into), telling `progress`
+    /// how it gets on (bytes compared, then appended).
+    fn backup_incremental_with(
+        &self,
+        out: &dyn FileIo,
+        progress: Option<&BackupProgressFn>,
+    ) -> Result<BackupReport> {
         self.check_open()?;
         let old_len = out.len()?;
         if old_len == 0 {
-            return self.backup_into(out);
+            return self.backup_into_with(out, progress);
         }
         let point = self.backup_point()?;
         let mut old_head = vec![0u8; DATA_START as usize];
-        check_prefix(out, old_len, &point, &mut old_head)?;
+        check_prefix(out, old_len, &point, &mut old_head, progress)?;
         let written = point.end - old_len;
-        if let Err(e) = append_then_slots(out, old_len, &point) {
+        if let Err(e) = append_then_slots(out, old_len, &point, progress) {
             // Put the earlier backup back; a failure here leaves at worst the state a
             // crash would (the old bytes, a tail after them, either slot), and the error
             // that stopped the backup is the one to report.
@@ -121,7 +132,13 @@ impl Journal {
 
 /// Checks that `out` (of `old_len` bytes) is a prefix of the journal at `point`, reading
 /// its header region into `old_head`.
-fn check_prefix(out: &dyn FileIo, old_len: u64, point: &BackupPoint, old_head: &mut [u8]) -> Result<()> {
+fn check_prefix(
+    out: &dyn FileIo,
+    old_len: u64,
+    point: &BackupPoint,
+    old_head: &mut [u8],
+    progress: Option<&BackupProgressFn>,
+) -> Result<()> {
     if old_len < DATA_START {
         return Err(not_prefix(format!(
             "it is {old_len} bytes long, shorter than a journal's header region ({DATA_START} bytes)"
@@ -161,6 +178,9 @@ fn check_prefix(out: &dyn FileIo, old_len: u64, point: &BackupPoint, old_head: &
             )));
         }
         at += n as u64;
+        if let Some(p) = progress {
+            p(at, point.end);
+        }
     }
     Ok(())
 }
@@ -182,15 +202,13 @@ fn first_difference(a: &[u8], b: &[u8], base: u64) -> Option<u64> {
 }
 
 /// Steps 1 to 3 of the module docs: append and sync, write the slots and sync, verify.
-fn append_then_slots(out: &dyn FileIo, old_len: u64, point: &BackupPoint) -> Result<()> {
-    let mut buf = vec![0u8; CHUNK];
-    let mut at = old_len;
-    while at < point.end {
-        let n = ((point.end - at) as usize).min(CHUNK);
-        point.file.read_exact_at(&mut buf[..n], at)?;
-        out.write_all_at(&buf[..n], at)?;
-        at += n as u64;
-    }
+fn append_then_slots(
+    out: &dyn FileIo,
+    old_len: u64,
+    point: &BackupPoint,
+    progress: Option<&BackupProgressFn>,
+) -> Result<()> {
+    copy_range(&*point.file, out, old_len, point.end, progress)?;
     out.sync_data()?;
     write_slots(out, &point.head)?;
     out.sync_data()?;

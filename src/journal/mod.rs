@@ -57,7 +57,7 @@ pub mod sim;
 mod state;
 mod verify;
 
-pub use backup::{BackupOptions, BackupReport};
+pub use backup::{BackupOptions, BackupProgressFn, BackupReport};
 pub use generations::SnapshotPin;
 pub(crate) use open::sync_dir;
 pub use options::{Durability, JournalOptions, JournalStats};

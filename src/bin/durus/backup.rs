@@ -3,12 +3,14 @@
 use std::io;
 use std::path::PathBuf;
 
-use durus::journal::{BackupOptions, BackupReport};
+use std::sync::Arc;
+
+use durus::journal::{BackupOptions, BackupProgressFn, BackupReport};
 use durus::tools::backup::backup;
 use indicatif::HumanBytes;
 use serde::Serialize;
 
-use crate::output::Output;
+use crate::output::{maybe_bar, Output};
 use crate::store::{JsonReport, LongHelp, StoreArgs};
 
 /// Copy a journal consistently while writers run, verified
@@ -89,15 +91,25 @@ pub fn run(args: &Args, out: &mut Output) -> io::Result<()> {
         last_tid: r.last_tid.0,
         written: r.written,
     };
-    let opts = if args.incremental {
+    let mut opts = if args.incremental {
         BackupOptions::incremental()
     } else {
         BackupOptions::default()
     };
-    let Some(r) = args
+    let bar = maybe_bar(out.bar_wanted(), "copying");
+    opts.progress = bar.as_ref().map(|b| {
+        let b = b.0.clone();
+        let f: BackupProgressFn = Arc::new(move |done, total| {
+            b.set_length(total);
+            b.set_position(done);
+        });
+        f
+    });
+    let made = args
         .store
-        .run("backup", out, |p| backup(p, &args.dest, &opts), report)?
-    else {
+        .run("backup", out, |p| backup(p, &args.dest, &opts), report);
+    drop(bar);
+    let Some(r) = made? else {
         return Ok(());
     };
     let how = if r.written < r.bytes {
