@@ -312,6 +312,7 @@ fn census_counts_objects_and_bytes_per_type_most_bytes_first() {
     let p = path.to_str().unwrap();
     let (code, stdout, stderr) = run(&["census", p]);
     assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stderr.is_empty(), "no progress bar off a terminal: {stderr}");
     let lines: Vec<&str> = stdout.lines().collect();
     assert!(
         lines[1].ends_with("shop.Item") && lines[1].trim_start().starts_with("3 "),

@@ -35,6 +35,12 @@
 //!
 //! When a step fails with an error, the old slots are written back and the file is cut
 //! to its old length, so the destination is again byte for byte the earlier backup.
+//!
+//! What this does not cover: a power loss during step 1 may keep the appended pages
+//! that were not yet synced out of order, leaving a hole after the old end. The
+//! bytes up to the old end are intact, but the destination can then read as damaged
+//! after it (`durus repair --accept-loss` cuts it back to its whole blocks), and the
+//! next incremental run refuses it (its bytes differ): take a full backup then.
 
 use std::fs::OpenOptions as FsOpenOptions;
 use std::path::Path;

@@ -149,11 +149,8 @@ pub fn object_style() -> ProgressStyle {
 
 /// A byte bar (see [`byte_bar`]) if `wanted`, with `msg`, cleared when dropped.
 pub fn maybe_bar(wanted: bool, msg: &'static str) -> Option<ClearOnDrop> {
-    wanted.then(|| {
-        let bar = byte_bar(0);
-        bar.set_message(msg);
-        ClearOnDrop(bar)
-    })
+    // `with_message` draws nothing: the bar first shows when its length is known.
+    wanted.then(|| ClearOnDrop(byte_bar(0).with_message(msg)))
 }
 
 /// A progress bar that is cleared from the terminal when the work is done.
