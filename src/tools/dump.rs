@@ -197,3 +197,43 @@ pub fn history(path: impl AsRef<Path>, oid: Oid) -> Result<Vec<Version>> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::JournalOptions;
+    use crate::record::{CommitRequest, Record};
+
+    #[test]
+    fn dump_each_hands_records_over_one_at_a_time_and_stops_at_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.durus");
+        let j = Journal::open(&path, JournalOptions::default()).unwrap();
+        let oids = j.new_oids(10).unwrap();
+        let records = oids.iter().map(|&o| Record::new(o, vec![1, 2], vec![])).collect();
+        j.commit(&CommitRequest {
+            records,
+            ..Default::default()
+        })
+        .unwrap();
+        j.close().unwrap();
+        let mut seen = Vec::new();
+        dump_each(&path, None, At::Newest, &mut |d| {
+            seen.push(d.oid);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen, oids);
+        assert_eq!(dump(&path, None, At::Newest).unwrap().len(), 10);
+        let mut calls = 0;
+        let stopped = dump_each(&path, None, At::Newest, &mut |_| {
+            calls += 1;
+            match calls {
+                3 => Err(Error::Invalid("enough".into())),
+                _ => Ok(()),
+            }
+        });
+        assert!(matches!(stopped, Err(Error::Invalid(m)) if m == "enough"));
+        assert_eq!(calls, 3);
+    }
+}
