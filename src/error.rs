@@ -198,6 +198,15 @@ pub enum Error {
     /// The caller asked for something that cannot be done, described in the message.
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// An incremental backup was asked for onto a file that is not an earlier backup of
+    /// the same journal file (see
+    /// [`Journal::backup_incremental_into`](crate::journal::Journal::backup_incremental_into));
+    /// the file was left as it was.
+    #[error("not an earlier backup of this journal: {reason}; take a full backup instead")]
+    NotPrefix {
+        /// How it differs.
+        reason: String,
+    },
     /// Bytes received from a network peer break the wire protocol (a malformed frame, a
     /// length past the limit, an unknown command). The connection that carried them is
     /// closed; nothing of the request was applied.

@@ -133,27 +133,7 @@ fn storage_backup_during_concurrent_commits_on_every_runtime() {
         let stop = AtomicBool::new(false);
         // Four committers, each transaction writing one object of its own; the commits
         // run on the blocking pool while the backups below are taken.
-        let committer = |t: u64| {
-            let (fs, acked, stop) = (&fs, &acked, &stop);
-            async move {
-                let mut n = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    n += 1;
-                    let oid = fs.new_oids(1).await.unwrap()[0];
-                    let req = CommitRequest {
-                        snapshot: fs.last_tid().await.unwrap(),
-                        records: vec![Record::new(
-                            oid,
-                            [t.to_be_bytes(), n.to_be_bytes()].concat(),
-                            vec![],
-                        )],
-                        ..Default::default()
-                    };
-                    let c = fs.commit(req).await.unwrap();
-                    acked.fetch_max(c.tid.0, Ordering::AcqRel);
-                }
-            }
-        };
+        let committer = |t| common::commit_own_objects(&fs, t, &acked, &stop);
         let copy = dir.path().join("copy.durus");
         let backups = async {
             for i in 0..40 {

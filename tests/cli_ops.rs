@@ -312,6 +312,7 @@ fn census_counts_objects_and_bytes_per_type_most_bytes_first() {
     let p = path.to_str().unwrap();
     let (code, stdout, stderr) = run(&["census", p]);
     assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stderr.is_empty(), "no progress bar off a terminal: {stderr}");
     let lines: Vec<&str> = stdout.lines().collect();
     assert!(
         lines[1].ends_with("shop.Item") && lines[1].trim_start().starts_with("3 "),
@@ -530,14 +531,18 @@ fn history_lists_every_version_of_an_object() {
     );
 }
 
+/// A shop journal in `dir`, and where its backup goes.
+fn shop_and_backup(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let path = dir.join("shop.durus");
+    shop_journal(&path);
+    (path, dir.join("shop.bak"))
+}
+
 #[test]
 fn backup_writes_a_verified_copy_that_opens_with_the_same_data() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("shop.durus");
-    shop_journal(&path);
-    let p = path.to_str().unwrap();
-    let dest = dir.path().join("shop.bak");
-    let d = dest.to_str().unwrap();
+    let (path, dest) = shop_and_backup(dir.path());
+    let (p, d) = (path.to_str().unwrap(), dest.to_str().unwrap());
     let (code, stdout, stderr) = run(&["backup", p, d]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(
@@ -611,4 +616,52 @@ fn backup_refuses_a_destination_that_is_not_a_journal_and_leaves_it_alone() {
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
     let (code, _, _) = run(&["backup", p]);
     assert_eq!(code, 2);
+}
+
+#[test]
+fn backup_incremental_appends_what_is_new_and_refuses_a_backup_of_another_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, dest) = shop_and_backup(dir.path());
+    let (p, d) = (path.to_str().unwrap(), dest.to_str().unwrap());
+    let v = json(&["backup", "--json", "--incremental", p, d], 0);
+    assert_eq!(
+        v["report"]["written"], v["report"]["bytes"],
+        "a missing DEST: a whole copy"
+    );
+    let first = v["report"]["bytes"].as_u64().unwrap();
+    shop_journal(&path);
+    let (code, stdout, stderr) = run(&["backup", "--incremental", p, d]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("appended") && stdout.contains("verified"),
+        "{stdout}"
+    );
+    let v = json(&["backup", "--json", "--incremental", p, d], 0);
+    assert_eq!(v["report"]["written"], 0, "{v}");
+    assert!(v["report"]["bytes"].as_u64().unwrap() > first, "{v}");
+    let full = dir.path().join("full.bak");
+    assert_eq!(run(&["backup", p, full.to_str().unwrap()]).0, 0);
+    assert_eq!(std::fs::read(&dest).unwrap(), std::fs::read(&full).unwrap());
+
+    // A backup of another store is refused and left alone.
+    let other = dir.path().join("other.durus");
+    shop_journal(&other);
+    let before = std::fs::read(&dest).unwrap();
+    let (code, stdout, stderr) = run(&["backup", "--incremental", other.to_str().unwrap(), d]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("not an earlier backup of this journal") && stderr.contains("take a full backup"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(&dest).unwrap(), before);
+    let v = json(
+        &["backup", "--json", "--incremental", other.to_str().unwrap(), d],
+        1,
+    );
+    assert_eq!(
+        (&v["status"], &v["error"]["kind"]),
+        (&"error".into(), &"not_prefix".into()),
+        "{v}"
+    );
+    assert_eq!(std::fs::read(&dest).unwrap(), before);
 }

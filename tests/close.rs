@@ -132,6 +132,7 @@ fn close_reports_a_failure_among_the_queued_commits() {
         let armed = fail.clone();
         let io = SyncHook {
             inner: mem.clone(),
+            on_writes: false,
             hook: move || match armed.load(Ordering::SeqCst) {
                 true => Err(std::io::Error::other("injected fsync failure")),
                 false => Ok(()),

@@ -110,6 +110,7 @@ fn concurrent_commits_share_a_sync() {
         let g = gate.clone();
         let io = common::SyncHook {
             inner: MemFile::new(),
+            on_writes: false,
             hook: move || g.pass(),
         };
         let opts = JournalOptions {

@@ -448,6 +448,7 @@ fn a_failed_sync_poisons_the_journal_until_reopened() {
     let armed = fail_sync.clone();
     let f = common::SyncHook {
         inner: m.clone(),
+        on_writes: false,
         hook: move || match armed.load(std::sync::atomic::Ordering::SeqCst) {
             true => Err(std::io::Error::other("injected fsync failure")),
             false => Ok(()),

@@ -5,7 +5,8 @@ usage: python durus_pack.py PATH RECORDS BATCH FANOUT PASSES
 Writes RECORDS leaf objects of 100 random bytes under the root (root -> nodes of FANOUT
 leaves, as the Rust side does), committing every BATCH leaves, overwrites every leaf
 PASSES - 1 more times the same way, then times Connection.pack() on the FileStorage.
-Prints "packed SECONDS SIZE_BEFORE SIZE_AFTER".
+Prints "packed SECONDS SIZE_BEFORE SIZE_AFTER". With PASSES 0 it only writes the leaves
+once (for the OPS workload's import) and prints "written SECONDS SIZE".
 """
 
 import os
@@ -26,6 +27,7 @@ class Leaf(Persistent):
 def main():
     path, records, batch, fanout, passes = sys.argv[1:6]
     records, batch, fanout, passes = int(records), int(batch), int(fanout), int(passes)
+    begun = time.perf_counter()
     conn = Connection(FileStorage(path))
     root = conn.get_root()
     nodes = PersistentList()
@@ -39,6 +41,11 @@ def main():
         if (k + 1) % batch == 0:
             conn.commit()
     conn.commit()
+    if passes == 0:
+        print("written %f %d" % (time.perf_counter() - begun, os.path.getsize(path)))
+        sys.stdout.flush()
+        conn.get_storage().close()
+        return
     for _ in range(passes - 1):
         k = 0
         for node in nodes:

@@ -27,6 +27,7 @@
 //! | `shared.rs` | shared mode: the lock file, catching up, [`refresh`](Journal::refresh) |
 //! | `checkpoint.rs` | index checkpoints |
 //! | `backup.rs` | [`backup_to`](Journal::backup_to): a consistent copy of a live journal |
+//! | `backup_incremental.rs` | [`backup_with`](Journal::backup_with): appending what is new to an earlier backup |
 //! | `pack/` | [`pack`](Journal::pack): online garbage collection by reachability |
 //! | `generations.rs` | [`pin`](Journal::pin): files a pack replaced, kept for older snapshots |
 //! | `repair.rs` | [`repair`](Journal::repair) and [`verify_path`](Journal::verify_path) |
@@ -36,6 +37,7 @@
 mod alloc;
 mod append;
 mod backup;
+mod backup_incremental;
 mod checkpoint;
 mod commit;
 pub mod format;
@@ -55,7 +57,7 @@ pub mod sim;
 mod state;
 mod verify;
 
-pub use backup::BackupReport;
+pub use backup::{BackupOptions, BackupProgressFn, BackupReport};
 pub use generations::SnapshotPin;
 pub(crate) use open::sync_dir;
 pub use options::{Durability, JournalOptions, JournalStats};

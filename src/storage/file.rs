@@ -120,8 +120,12 @@ impl SyncStorage for Journal {
     fn oids(&self) -> Result<Vec<Oid>> {
         Journal::oids(self)
     }
-    fn backup_to(&self, dest: &Path) -> Result<crate::journal::BackupReport> {
-        Journal::backup_to(self, dest)
+    fn backup_to(
+        &self,
+        dest: &Path,
+        opts: &crate::journal::BackupOptions,
+    ) -> Result<crate::journal::BackupReport> {
+        Journal::backup_with(self, dest, opts)
     }
     fn pin(&self, snapshot: Tid) -> Result<crate::journal::SnapshotPin> {
         Journal::pin(self, snapshot)

@@ -25,7 +25,7 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 
 use crate::error::Result;
-use crate::journal::{BackupReport, PackOptions, PackReport, SnapshotPin};
+use crate::journal::{BackupOptions, BackupReport, PackOptions, PackReport, SnapshotPin};
 use crate::record::{Changes, CommitRequest, Committed, Loaded, Oid, Record, Tid, TxInfo};
 use std::sync::atomic::AtomicBool;
 
@@ -133,7 +133,31 @@ pub trait Storage: Send + Sync + 'static {
     /// [`Error::Unsupported`](crate::Error::Unsupported) for a storage with no file to
     /// copy (the default).
     fn backup(&self, dest: std::path::PathBuf) -> BoxFuture<'_, Result<BackupReport>> {
-        let _ = dest;
+        self.backup_with(dest, BackupOptions::default())
+    }
+
+    /// Backs the store up to `dest` as `opts` say: a whole copy as
+    /// [`backup`](Storage::backup) makes it, or only what is new appended to an earlier
+    /// backup (see [`Journal::backup_with`](crate::journal::Journal::backup_with)).
+    ///
+    /// # Cancel safety
+    ///
+    /// The copy runs on the blocking pool and finishes even if the future is dropped;
+    /// `dest` then holds either the whole checked backup or what it held before (for an
+    /// incremental backup stopped by a crash: that and a torn tail, which the next one
+    /// completes).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unsupported`](crate::Error::Unsupported) for a storage with no file to
+    /// copy (the default); [`Error::NotPrefix`](crate::Error::NotPrefix) for an
+    /// incremental backup onto a file that is not an earlier backup of this store.
+    fn backup_with(
+        &self,
+        dest: std::path::PathBuf,
+        opts: BackupOptions,
+    ) -> BoxFuture<'_, Result<BackupReport>> {
+        let _ = (dest, opts);
         Box::pin(futures::future::ready(Err(crate::Error::Unsupported {
             what: "backup".into(),
         })))
@@ -242,9 +266,9 @@ pub trait SyncStorage: Send + Sync + 'static {
     fn tid_at_time(&self, timestamp: u64) -> Result<Tid>;
     /// Every oid that has a record, ascending.
     fn oids(&self) -> Result<Vec<Oid>>;
-    /// See [`Storage::backup`]; unsupported by default.
-    fn backup_to(&self, dest: &std::path::Path) -> Result<BackupReport> {
-        let _ = dest;
+    /// See [`Storage::backup_with`]; unsupported by default.
+    fn backup_to(&self, dest: &std::path::Path, opts: &BackupOptions) -> Result<BackupReport> {
+        let _ = (dest, opts);
         Err(crate::Error::Unsupported {
             what: "backup".into(),
         })

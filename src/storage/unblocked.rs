@@ -316,8 +316,12 @@ impl<S: SyncStorage> Storage for Unblocked<S> {
         self.feed.subscribe()
     }
 
-    fn backup(&self, dest: std::path::PathBuf) -> BoxFuture<'_, Result<crate::journal::BackupReport>> {
-        self.run(move |s| s.backup_to(&dest))
+    fn backup_with(
+        &self,
+        dest: std::path::PathBuf,
+        opts: crate::journal::BackupOptions,
+    ) -> BoxFuture<'_, Result<crate::journal::BackupReport>> {
+        self.run(move |s| s.backup_to(&dest, &opts))
     }
 
     fn pin(&self, snapshot: Tid) -> Result<crate::journal::SnapshotPin> {

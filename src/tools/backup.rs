@@ -5,27 +5,31 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::journal::format::MAGIC;
-use crate::journal::BackupReport;
+use crate::journal::{BackupOptions, BackupReport};
 use crate::tools::census::open_read_only;
 
-/// Copies the journal at `path` to `dest` with [`Journal::backup_to`]
-/// (a consistent copy, verified, renamed into place), opening it read-only so that a
-/// writer (another process, or a server) may go on committing.
+/// Backs the journal at `path` up to `dest` with [`Journal::backup_with`] (a
+/// consistent copy, verified; a whole one renamed into place, or with
+/// [`incremental`](BackupOptions::incremental) only what is new appended to an earlier
+/// backup), opening it read-only so that a writer (another process, or a server) may go
+/// on committing.
 ///
-/// `dest` may be missing or an earlier backup (a durus journal), which the new copy
+/// `dest` may be missing or an earlier backup (a durus journal), which a whole copy
 /// replaces; anything else there is left alone.
 ///
-/// [`Journal::backup_to`]: crate::journal::Journal::backup_to
+/// [`Journal::backup_with`]: crate::journal::Journal::backup_with
 ///
 /// # Errors
 ///
 /// [`Error::Invalid`] if `dest` is a directory, a file that is not a durus journal, or
-/// the source itself; what opening the source and [`Journal::backup_to`] can fail with.
-pub fn backup(path: impl AsRef<Path>, dest: impl AsRef<Path>) -> Result<BackupReport> {
+/// the source itself; [`Error::NotPrefix`] for an incremental backup onto a journal that
+/// is not an earlier backup of this one; what opening the source and
+/// [`Journal::backup_with`] can fail with.
+pub fn backup(path: impl AsRef<Path>, dest: impl AsRef<Path>, opts: &BackupOptions) -> Result<BackupReport> {
     let dest = dest.as_ref();
     check_dest(dest)?;
     let j = open_read_only(path.as_ref())?;
-    let made = j.backup_to(dest);
+    let made = j.backup_with(dest, opts);
     j.close()?;
     made
 }

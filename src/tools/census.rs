@@ -127,10 +127,23 @@ pub(crate) fn open_read_only(path: &Path) -> Result<Journal> {
 /// What opening a journal read-only and reading it can fail with: [`crate::Error::Format`],
 /// [`crate::Error::Version`], [`crate::Error::Corrupt`], I/O errors.
 pub fn census(path: impl AsRef<Path>) -> Result<Census> {
+    census_with(path, &|_, _| {})
+}
+
+/// [`census`], telling `progress` after each batch of objects how many it has counted
+/// and how many there are in all.
+///
+/// # Errors
+///
+/// As [`census`].
+pub fn census_with(path: impl AsRef<Path>, progress: &dyn Fn(u64, u64)) -> Result<Census> {
     let j = open_read_only(path.as_ref())?;
     let oids: Vec<Oid> = j.oids()?;
     let mut by: HashMap<TypeName, (u64, u64)> = HashMap::new();
+    let mut done = 0;
     for chunk in oids.chunks(BATCH) {
+        done += chunk.len() as u64;
+        progress(done, oids.len() as u64);
         for loaded in j.load_many(chunk, None)?.into_iter().flatten() {
             let r = &loaded.record;
             let e = by.entry(TypeName::of(&r.data)).or_default();

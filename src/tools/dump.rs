@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::journal::Journal;
 use crate::record::{Loaded, Oid, Tid};
 use crate::tools::census::{open_read_only, TypeName};
 
@@ -87,30 +88,63 @@ const BATCH: usize = 4096;
 /// moment before a packed file's pack point; what opening and reading a journal can
 /// fail with.
 pub fn dump(path: impl AsRef<Path>, oid: Option<Oid>, at: At) -> Result<Vec<Dumped>> {
+    let mut out = Vec::new();
+    dump_each(path, oid, at, &mut |d| {
+        out.push(d);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// [`dump`] a record at a time: hands each record to `each` as soon as it is read (a
+/// few thousand are loaded at once), so that a store of millions is shown without
+/// holding them all; stops at the first error `each` returns, and returns it.
+///
+/// # Errors
+///
+/// As [`dump`], and what `each` returns.
+pub fn dump_each(
+    path: impl AsRef<Path>,
+    oid: Option<Oid>,
+    at: At,
+    each: &mut dyn FnMut(Dumped) -> Result<()>,
+) -> Result<()> {
     let j = open_read_only(path.as_ref())?;
+    let shown = show_each(&j, oid, at, each);
+    let closed = j.close();
+    shown?;
+    closed
+}
+
+/// The body of [`dump_each`] on an open journal.
+fn show_each(
+    j: &Journal,
+    oid: Option<Oid>,
+    at: At,
+    each: &mut dyn FnMut(Dumped) -> Result<()>,
+) -> Result<()> {
     let snapshot = match at {
         At::Newest => None,
         At::Tid(t) => Some(t),
         At::Time(ts) => Some(j.tid_at_time(ts)?),
     };
-    let mut out = Vec::new();
     match oid {
         Some(oid) => {
             let loaded = match snapshot {
                 Some(t) => j.load_at(oid, t)?,
                 None => j.load(oid)?,
             };
-            out.push(Dumped::of(loaded));
+            each(Dumped::of(loaded))
         }
         None => {
             for chunk in j.oids()?.chunks(BATCH) {
-                let batch = j.load_many(chunk, snapshot)?;
-                out.extend(batch.into_iter().flatten().map(Dumped::of));
+                for loaded in j.load_many(chunk, snapshot)?.into_iter().flatten() {
+                    each(Dumped::of(loaded))?;
+                }
             }
+            Ok(())
         }
     }
-    j.close()?;
-    Ok(out)
 }
 
 /// One version of an object, as [`history`] lists it.
@@ -162,4 +196,44 @@ pub fn history(path: impl AsRef<Path>, oid: Oid) -> Result<Vec<Version>> {
         return Err(Error::NotFound { oid });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::JournalOptions;
+    use crate::record::{CommitRequest, Record};
+
+    #[test]
+    fn dump_each_hands_records_over_one_at_a_time_and_stops_at_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.durus");
+        let j = Journal::open(&path, JournalOptions::default()).unwrap();
+        let oids = j.new_oids(10).unwrap();
+        let records = oids.iter().map(|&o| Record::new(o, vec![1, 2], vec![])).collect();
+        j.commit(&CommitRequest {
+            records,
+            ..Default::default()
+        })
+        .unwrap();
+        j.close().unwrap();
+        let mut seen = Vec::new();
+        dump_each(&path, None, At::Newest, &mut |d| {
+            seen.push(d.oid);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen, oids);
+        assert_eq!(dump(&path, None, At::Newest).unwrap().len(), 10);
+        let mut calls = 0;
+        let stopped = dump_each(&path, None, At::Newest, &mut |_| {
+            calls += 1;
+            match calls {
+                3 => Err(Error::Invalid("enough".into())),
+                _ => Ok(()),
+            }
+        });
+        assert!(matches!(stopped, Err(Error::Invalid(m)) if m == "enough"));
+        assert_eq!(calls, 3);
+    }
 }

@@ -148,10 +148,12 @@ pub async fn mem_file_storage() -> (durus::journal::io::MemFile, durus::storage:
     (m, s)
 }
 
-/// An in-memory file whose `sync_data` first runs a hook (to fail, count or wait).
+/// An in-memory file whose `sync_data` (and, with `on_writes`, `write_all_at`) first
+/// runs a hook (to fail, count or wait).
 pub struct SyncHook<H> {
     pub inner: durus::journal::io::MemFile,
     pub hook: H,
+    pub on_writes: bool,
 }
 
 impl<H: Fn() -> io::Result<()> + Send + Sync + 'static> FileIo for SyncHook<H> {
@@ -159,6 +161,9 @@ impl<H: Fn() -> io::Result<()> + Send + Sync + 'static> FileIo for SyncHook<H> {
         self.inner.read_at(buf, offset)
     }
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        if self.on_writes {
+            (self.hook)()?;
+        }
         self.inner.write_all_at(buf, offset)
     }
     fn len(&self) -> io::Result<u64> {
@@ -170,5 +175,32 @@ impl<H: Fn() -> io::Result<()> + Send + Sync + 'static> FileIo for SyncHook<H> {
     fn sync_data(&self) -> io::Result<()> {
         (self.hook)()?;
         self.inner.sync_data()
+    }
+}
+
+/// Commits transactions until `stop`, each writing one new object holding `t` and a
+/// count, and raises `acked` to the tid of each commit acknowledged.
+pub async fn commit_own_objects(
+    fs: &dyn durus::storage::Storage,
+    t: u64,
+    acked: &std::sync::atomic::AtomicU64,
+    stop: &std::sync::atomic::AtomicBool,
+) {
+    use std::sync::atomic::Ordering;
+    let mut n = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        n += 1;
+        let oid = fs.new_oids(1).await.unwrap()[0];
+        let req = durus::record::CommitRequest {
+            snapshot: fs.last_tid().await.unwrap(),
+            records: vec![durus::record::Record::new(
+                oid,
+                [t.to_be_bytes(), n.to_be_bytes()].concat(),
+                vec![],
+            )],
+            ..Default::default()
+        };
+        let c = fs.commit(req).await.unwrap();
+        acked.fetch_max(c.tid.0, Ordering::AcqRel);
     }
 }

@@ -26,7 +26,7 @@ pub struct Args {
     pub sync_secs: f64,
     /// Parent directory of the temporary directory holding every file.
     pub dir: PathBuf,
-    /// Run only this workload (`W2`, `W3` after the W1 it reads, `W5` or `W5P`).
+    /// Run only this workload (`W2`, `W3` after the W1 it reads, `W5`, `W5P` or `OPS`).
     pub only: Option<String>,
     /// Times each W5 row is measured, engines interleaved; the median is reported.
     pub w5_runs: u64,
@@ -57,7 +57,8 @@ usage: durus-storage-bench [options]
   --sync-secs S   seconds per fdatasync probe                   (default 2)
   --only W       run only W2 (single commits), W3 (random loads, after
                   the W1 bulk load it reads), W5 (concurrent commits)
-                  or W5P (pack)
+                  W5P (pack) or OPS (durus import of a Python Durus file
+                  of --records objects, info and census; needs --python)
   --w2-runs N     W2 runs (medians reported)                    (default 3)
   --w5-runs N     interleaved W5 runs per row (median reported) (default 3)
   --pack-runs N   interleaved W5P runs (median reported)        (default 3)
@@ -142,10 +143,10 @@ impl Args {
                         })?
                 }
                 "--dir" => a.dir = PathBuf::from(value),
-                "--only" if ["w2", "w3", "w5", "w5p"].contains(&value.to_lowercase().as_str()) => {
+                "--only" if ["w2", "w3", "w5", "w5p", "ops"].contains(&value.to_lowercase().as_str()) => {
                     a.only = Some(value.to_uppercase())
                 }
-                "--only" => return Err(format!("--only knows W2, W3, W5 and W5P, not {value:?}")),
+                "--only" => return Err(format!("--only knows W2, W3, W5, W5P and OPS, not {value:?}")),
                 _ => return Err(format!("unknown option {flag}")),
             }
         }

@@ -23,6 +23,9 @@
 //! - **W4** reopen of the W1 store plus the first load (median of several warm
 //!   reopens): durus after an index checkpoint and with none (a full tail scan).
 //! - **W5** concurrent durable commits (tasks, threads, processes).
+//! - **OPS** (only with `--only OPS --python PATH`): `durus import` of a file of
+//!   `--records` objects written by Python Durus 4.3 itself (records/s), then
+//!   `durus info` and `durus census` on the imported journal.
 //! - **W5P** pack: the W1 records, reachable from the root through a two-level tree,
 //!   overwritten twice, then `Journal::pack` (in a child process that reports its peak
 //!   memory) beside redb's `compact()` and, with `--python`, Python Durus's
@@ -49,6 +52,7 @@ mod data;
 mod durus_db;
 mod durus_engine;
 mod lat;
+mod ops;
 mod pack;
 mod processes;
 mod reads;
@@ -116,6 +120,10 @@ fn main() {
             let mut verdicts = Vec::new();
             pack::w5p(&args, dir, &mut verdicts);
             print_verdicts(&verdicts);
+            return;
+        }
+        Some("OPS") => {
+            ops::ops(&args, dir);
             return;
         }
         Some("W2") => {

@@ -416,25 +416,7 @@ struct PythonPack {
 }
 
 fn python_run(python: &Path, path: &Path, records: u64, batch: u64) -> Option<PythonPack> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/durus_pack.py");
-    let out = Command::new(python)
-        .arg(script)
-        .arg(path)
-        .arg(records.to_string())
-        .arg(batch.to_string())
-        .arg(FANOUT.to_string())
-        .arg(PASSES.to_string())
-        .output()
-        .expect("run the Python Durus pack script");
-    if !out.status.success() {
-        eprintln!(
-            "warning: the Python Durus pack script failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        return None;
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = python_script(python, path, records, batch, PASSES)?;
     let line = text.lines().find_map(|l| l.strip_prefix("packed "))?;
     let n: Vec<f64> = line.split_whitespace().filter_map(|x| x.parse().ok()).collect();
     Some(PythonPack {
@@ -442,6 +424,31 @@ fn python_run(python: &Path, path: &Path, records: u64, batch: u64) -> Option<Py
         before: n[1] as u64,
         after: n[2] as u64,
     })
+}
+
+/// Runs the Python Durus script beside this crate's sources (`durus_pack.py`: write
+/// `records` leaves under the root in commits of `batch`, `passes` times, then pack; with
+/// `passes` 0 write once and stop); its stdout, or `None` (with a warning) if it failed.
+pub fn python_script(python: &Path, path: &Path, records: u64, batch: u64, passes: u64) -> Option<String> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/durus_pack.py");
+    let out = Command::new(python)
+        .arg(script)
+        .arg(path)
+        .arg(records.to_string())
+        .arg(batch.to_string())
+        .arg(FANOUT.to_string())
+        .arg(passes.to_string())
+        .output()
+        .expect("run the Python Durus script");
+    if !out.status.success() {
+        eprintln!(
+            "warning: the Python Durus script failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return None;
+    }
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn median_by<T: Clone>(mut runs: Vec<T>, key: impl Fn(&T) -> f64) -> T {

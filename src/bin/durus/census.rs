@@ -2,11 +2,11 @@
 
 use std::io;
 
-use durus::tools::census::{census, Census};
+use durus::tools::census::{census_with, Census};
 use indicatif::HumanBytes;
 use serde::Serialize;
 
-use crate::output::Output;
+use crate::output::{maybe_bar, object_style, Output};
 use crate::store::{JsonReport, LongHelp, StoreArgs};
 
 /// Count the objects of each type and their bytes, the most bytes first
@@ -89,7 +89,21 @@ impl JsonReport for Report {
 
 /// Runs `durus census`.
 pub fn run(args: &Args, out: &mut Output) -> io::Result<()> {
-    let Some(c) = args.store.run("census", out, |p| census(p), Report::of)? else {
+    let bar = maybe_bar(out.bar_wanted(), "counting");
+    if let Some(b) = &bar {
+        b.0.set_style(object_style());
+    }
+    let progress = |done, total| {
+        if let Some(b) = &bar {
+            b.0.set_length(total);
+            b.0.set_position(done);
+        }
+    };
+    let made = args
+        .store
+        .run("census", out, |p| census_with(p, &progress), Report::of);
+    drop(bar);
+    let Some(c) = made? else {
         return Ok(());
     };
     let width = c

@@ -2,8 +2,9 @@
 //! versions.
 
 use std::io;
+use std::path::Path;
 
-use durus::tools::dump::{dump, history, At, Dumped, State, Version};
+use durus::tools::dump::{dump_each, history, At, Dumped, State, Version};
 use durus::{Oid, Tid};
 use serde::Serialize;
 use serde_json::Value as Json;
@@ -180,27 +181,54 @@ pub fn run(args: &Args, out: &mut Output) -> io::Result<()> {
         (None, None) => At::Newest,
     };
     let oid = args.oid.map(Oid);
-    let report = |d: &Vec<Dumped>| DumpReport {
-        records: d.iter().map(RecordReport::of).collect(),
-    };
-    let Some(records) = args.store.run("dump", out, |p| dump(p, oid, at), report)? else {
+    if out.json_wanted() {
+        // One JSON object, whose status comes first: the records are gathered (as
+        // their reports, not as loaded) before it is printed.
+        let records = std::cell::RefCell::new(Vec::new());
+        let op = |p: &Path| {
+            dump_each(p, oid, at, &mut |d| {
+                records.borrow_mut().push(RecordReport::of(&d));
+                Ok(())
+            })
+        };
+        let report = |_: &()| DumpReport {
+            records: records.take(),
+        };
+        args.store.run("dump", out, op, report)?;
         return Ok(());
-    };
-    for d in &records {
-        let r = RecordReport::of(d);
-        let refs = r.refs.iter().map(u64::to_string).collect::<Vec<_>>().join(" ");
-        out.line(format_args!(
-            "oid {} tid {} {} ({} bytes) refs [{refs}]",
-            r.oid, r.tid, r.type_name, r.bytes
-        ))?;
-        match (&d.state, r.undecodable) {
-            (State::Cbor(_), _) => out.line(format_args!("  {}", r.state))?,
-            (State::Pickle, _) => out.line(format_args!("  (a pickle, not decoded)"))?,
-            (State::Undecodable(_), Some(why)) => out.line(format_args!("  (undecodable: {why})"))?,
-            (State::Undecodable(_), None) => {}
-        }
+    }
+    // Text is printed as the records are read, so that a large store is never held.
+    let mut stdout_failed = None;
+    let shown = dump_each(args.store.path(), oid, at, &mut |d| {
+        show(out, &d).map_err(|e| {
+            let stop = durus::Error::Invalid(format!("writing to stdout: {e}"));
+            stdout_failed = Some(e);
+            stop
+        })
+    });
+    if let Some(e) = stdout_failed {
+        return Err(e);
+    }
+    if let Err(e) = shown {
+        out.problem(format_args!("durus dump: {}: {e}", args.store.name()));
     }
     Ok(())
+}
+
+/// Prints one record as text.
+fn show(out: &mut Output, d: &Dumped) -> io::Result<()> {
+    let r = RecordReport::of(d);
+    let refs = r.refs.iter().map(u64::to_string).collect::<Vec<_>>().join(" ");
+    out.line(format_args!(
+        "oid {} tid {} {} ({} bytes) refs [{refs}]",
+        r.oid, r.tid, r.type_name, r.bytes
+    ))?;
+    match (&d.state, r.undecodable) {
+        (State::Cbor(_), _) => out.line(format_args!("  {}", r.state)),
+        (State::Pickle, _) => out.line(format_args!("  (a pickle, not decoded)")),
+        (State::Undecodable(_), Some(why)) => out.line(format_args!("  (undecodable: {why})")),
+        (State::Undecodable(_), None) => Ok(()),
+    }
 }
 
 #[derive(Serialize)]

@@ -1,6 +1,6 @@
 //! `durus import DURUS-FILE FILE`: a Python Durus database into a new journal.
 
-use std::io::{self, IsTerminal};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -122,7 +122,7 @@ impl JsonReport for Report {
 
 /// Runs `durus import`.
 pub fn run(args: &Args, out: &mut Output) -> io::Result<()> {
-    let show_bar = !out.json_wanted() && io::stderr().is_terminal();
+    let show_bar = out.bar_wanted();
     let source = args.source.as_path();
     let import = |dest: &Path| {
         let bar = show_bar.then(|| byte_bar(0));

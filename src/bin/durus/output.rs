@@ -13,9 +13,12 @@
 //! belongs here too: on stderr, only when stderr is a terminal and `--json` is off.
 
 use std::fmt;
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use durus::journal::io::FileIo;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
@@ -78,6 +81,12 @@ impl Output {
         self.format.json
     }
 
+    /// True when a progress bar is to be drawn: stderr is a terminal and the result is
+    /// not JSON for a script.
+    pub fn bar_wanted(&self) -> bool {
+        !self.json_wanted() && io::stderr().is_terminal()
+    }
+
     /// Writes one line of text to stdout.
     pub fn line(&mut self, line: fmt::Arguments) -> io::Result<()> {
         write_line(&mut io::stdout().lock(), line)
@@ -130,4 +139,70 @@ pub fn byte_bar(len: u64) -> ProgressBar {
         bar.set_style(style.progress_chars("=> "));
     }
     bar
+}
+
+/// The style of a bar that counts objects rather than bytes.
+pub fn object_style() -> ProgressStyle {
+    ProgressStyle::with_template("{msg:28} [{bar:30}] {pos}/{len} objects ({elapsed})")
+        .map_or_else(|_| ProgressStyle::default_bar(), |s| s.progress_chars("=> "))
+}
+
+/// A byte bar (see [`byte_bar`]) if `wanted`, with `msg`, cleared when dropped.
+pub fn maybe_bar(wanted: bool, msg: &'static str) -> Option<ClearOnDrop> {
+    // `with_message` draws nothing: the bar first shows when its length is known.
+    wanted.then(|| ClearOnDrop(byte_bar(0).with_message(msg)))
+}
+
+/// A progress bar that is cleared from the terminal when the work is done.
+#[derive(Debug)]
+pub struct ClearOnDrop(pub ProgressBar);
+
+impl Drop for ClearOnDrop {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
+    }
+}
+
+/// A file whose reads move a progress bar to the furthest byte read (`verify` reads a
+/// journal from its start to its end).
+pub struct BarIo {
+    inner: durus::journal::io::OsFile,
+    bar: ProgressBar,
+    furthest: AtomicU64,
+}
+
+impl BarIo {
+    /// Opens `path` for reading, the bar's length set to the file's.
+    pub fn open(path: &std::path::Path, bar: ProgressBar) -> io::Result<BarIo> {
+        let file = std::fs::File::open(path)?;
+        bar.set_length(file.metadata()?.len());
+        Ok(BarIo {
+            inner: durus::journal::io::OsFile::new(file),
+            bar,
+            furthest: AtomicU64::new(0),
+        })
+    }
+}
+
+impl FileIo for BarIo {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let n = self.inner.read_at(buf, offset)?;
+        let reached = offset + n as u64;
+        if self.furthest.fetch_max(reached, Ordering::Relaxed) < reached {
+            self.bar.set_position(reached);
+        }
+        Ok(n)
+    }
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.inner.write_all_at(buf, offset)
+    }
+    fn len(&self) -> io::Result<u64> {
+        self.inner.len()
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.inner.set_len(len)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        self.inner.sync_data()
+    }
 }

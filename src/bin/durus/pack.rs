@@ -1,6 +1,6 @@
 //! `durus pack FILE`: drop old versions and objects unreachable from the root.
 
-use std::io::{self, IsTerminal};
+use std::io;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -162,7 +162,7 @@ pub fn run(args: &Args, out: &mut Output) -> io::Result<()> {
         (None, Some(n)) => Keep::Transactions(n),
         (None, None) => Keep::Nothing,
     };
-    let show_bar = !out.json_wanted() && io::stderr().is_terminal();
+    let show_bar = out.bar_wanted();
     let mut refused = false;
     let pack = |p: &Path| {
         let r = pack_file(p, keep, args, show_bar);

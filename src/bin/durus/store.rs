@@ -116,7 +116,8 @@ impl LongHelp {
              report    null unless ok, else an object:{INDENT}{report}\n  \
              error     null when ok, else {{kind, offset, message}}; kind is \"corrupt\"{INDENT}\
              (offset set), \"dangling_refs\", \"locked\", \"format\", \"version\",{INDENT}\
-             \"not_durus\" (import: not a Python Durus file), \"not_found\" (dump,{INDENT}\
+             \"not_durus\" (import: not a Python Durus file), \"not_prefix\" (backup{INDENT}\
+             --incremental: DEST is not an earlier backup), \"not_found\" (dump,{INDENT}\
              history: no such object), \"io\" or \"other\""
         )
     }
@@ -166,7 +167,8 @@ struct Failure {
     /// `dangling_refs` (reachable records refer to object ids that have no record),
     /// `locked` (another process writes it), `format` (not a durus journal), `version`
     /// (written by a newer durus), `not_durus` (an import's source is not a Python
-    /// Durus file), `not_found` (no such object), `io` (the operating system refused: missing file,
+    /// Durus file), `not_prefix` (an incremental backup's DEST is not an earlier backup of
+    /// the store), `not_found` (no such object), `io` (the operating system refused: missing file,
     /// permissions), or `other`.
     kind: &'static str,
     /// The byte offset of the damage, for `corrupt`.
@@ -185,6 +187,7 @@ impl Failure {
             Error::Locked { .. } => ("locked", None),
             Error::Format { .. } => ("format", None),
             Error::NotDurus { .. } => ("not_durus", None),
+            Error::NotPrefix { .. } => ("not_prefix", None),
             Error::Version { .. } => ("version", None),
             Error::NotFound { .. } => ("not_found", None),
             Error::Io(_) => ("io", None),

@@ -6,7 +6,7 @@ use std::path::Path;
 use durus::journal::{Journal, RefsReport, VerifyReport};
 use serde::Serialize;
 
-use crate::output::Output;
+use crate::output::{maybe_bar, BarIo, Output};
 use crate::store::{JsonReport, LongHelp, StoreArgs};
 
 /// Check every checksum, back pointer and checkpoint of a journal
@@ -111,8 +111,12 @@ impl JsonReport for Report {
 /// Runs `durus verify`.
 pub fn run(args: &Args, out: &mut Output) -> io::Result<()> {
     let mut missing = Vec::new();
+    let show_bar = out.bar_wanted();
     let verify = |p: &Path| {
-        let report = Journal::verify_path(p)?;
+        let report = match maybe_bar(show_bar, "verifying") {
+            Some(bar) => durus::journal::verify(&BarIo::open(p, bar.0.clone())?)?,
+            None => Journal::verify_path(p)?,
+        };
         if !args.refs {
             return Ok((report, None));
         }
