@@ -1,15 +1,15 @@
 //! `durus copy FROM TO`: a whole store into an empty one, between any two kinds.
 
-use std::io::{self, IsTerminal};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use durus::journal::JournalOptions;
 use durus::storage::StorageSpec;
 use durus::tools::copy::{copy, CopyReport};
-use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::HumanBytes;
 use serde::Serialize;
 
-use crate::output::{Format, Output};
+use crate::output::{count_spinner, ClearOnDrop, Format, Output};
 use crate::store::{JsonReport, LongHelp, StoreArgs};
 
 /// Copy a whole store into an empty one of any kind (journal, SQLite, server)
@@ -79,7 +79,7 @@ impl JsonReport for Report {
 
 /// Runs `durus copy`.
 pub fn run(args: &Args, out: &mut Output) -> io::Result<()> {
-    let show_bar = !out.json_wanted() && io::stderr().is_terminal();
+    let show_bar = out.bar_wanted();
     // The `file` of the JSON object and of messages is FROM.
     let store = StoreArgs {
         file: PathBuf::from(&args.from),
@@ -135,16 +135,14 @@ fn run_copy(from: &str, to: &str, show_bar: bool) -> durus::Result<CopyReport> {
         };
         let source = from.open(&source_opts).await?;
         let dest = to.open(&JournalOptions::default()).await?;
-        let bar = show_bar.then(counter);
+        let bar = show_bar.then(|| ClearOnDrop(count_spinner("copying", "objects")));
         let copied = copy(&*source, &*dest, |n| {
             if let Some(b) = &bar {
-                b.set_position(n);
+                b.0.set_position(n);
             }
         })
         .await;
-        if let Some(b) = bar {
-            b.finish_and_clear();
-        }
+        drop(bar);
         let closed = dest.close().await;
         let _ = source.close().await;
         let report = copied?;
@@ -169,14 +167,4 @@ fn new_files(path: &Path) -> Vec<PathBuf> {
         })
         .filter(|p| !p.exists())
         .collect()
-}
-
-/// A counter of objects copied, on stderr.
-fn counter() -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-    if let Ok(style) = ProgressStyle::with_template("copying {spinner} {pos} objects ({per_sec}, {elapsed})")
-    {
-        bar.set_style(style);
-    }
-    bar
 }

@@ -147,6 +147,17 @@ pub fn object_style() -> ProgressStyle {
         .map_or_else(|_| ProgressStyle::default_bar(), |s| s.progress_chars("=> "))
 }
 
+/// A counter of `what` with no known total (a spinner, the count and the rate), on
+/// stderr, for the same callers as [`byte_bar`].
+pub fn count_spinner(msg: &'static str, what: &'static str) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_message(msg);
+    let template = format!("{{msg}} {{spinner}} {{pos}} {what} ({{per_sec}}, {{elapsed}})");
+    if let Ok(style) = ProgressStyle::with_template(&template) {
+        bar.set_style(style);
+    }
+    bar
+}
+
 /// A byte bar (see [`byte_bar`]) if `wanted`, with `msg`, cleared when dropped.
 pub fn maybe_bar(wanted: bool, msg: &'static str) -> Option<ClearOnDrop> {
     // `with_message` draws nothing: the bar first shows when its length is known.
