@@ -510,6 +510,12 @@ fn pack_frees_space_and_the_file_verifies_and_reads_the_same() {
         stdout.contains("references ok: 3 objects reachable from the root"),
         "{stdout}"
     );
+    let v = json(&["repair", "--refs", "--json", p], 0);
+    assert_eq!(
+        (v["status"].as_str(), v["report"]["refs"]["reachable"].as_u64()),
+        (Some("intact"), Some(3)),
+        "{v}"
+    );
     assert_eq!(contents(&path, &live), before);
     assert_eq!(before[1].as_deref(), Some(&b"a50"[..]));
 }
@@ -632,6 +638,20 @@ fn pack_refuses_dangling_references_naming_them_and_force_packs_anyway() {
     );
     let v = json(&["verify", "--refs", "--json", p], 1);
     assert_failure(&v, "damaged", "dangling_refs");
+    // repair --refs refuses to change it, naming what is missing.
+    let (code, stdout, stderr) = run(&["repair", "--refs", p]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stderr.contains(&format!("(the first 1): {missing}")), "{stderr}");
+    assert_failure(
+        &json(&["repair", "--refs", "--json", p], 1),
+        "damaged",
+        "dangling_refs",
+    );
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        bytes,
+        "a refused repair changed the file"
+    );
 
     let (code, stdout, stderr) = run(&["pack", "--force", p]);
     assert_eq!(code, 0, "{stdout}{stderr}");

@@ -4,6 +4,7 @@ use std::io;
 use std::path::Path;
 
 use durus::journal::{Journal, RefsReport, VerifyReport};
+use durus::record::Oid;
 use serde::Serialize;
 
 use crate::output::{maybe_bar, BarIo, Output};
@@ -75,10 +76,55 @@ struct Report {
 
 /// What `--refs` found in a journal whose references all resolve.
 #[derive(Serialize)]
-struct Refs {
+pub struct Refs {
     reachable: u64,
     reachable_bytes: u64,
     dangling: u64,
+}
+
+impl Refs {
+    /// The library's report under the documented names.
+    pub fn of(f: &RefsReport) -> Refs {
+        Refs {
+            reachable: f.reachable,
+            reachable_bytes: f.reachable_bytes,
+            dangling: f.dangling,
+        }
+    }
+}
+
+/// `refs` if nothing reachable refers to a missing object; otherwise the ids go to
+/// `missing` and the failure is `DanglingRefs`.
+pub fn clean_refs(refs: RefsReport, missing: &mut Vec<Oid>) -> durus::Result<RefsReport> {
+    if refs.is_clean() {
+        return Ok(refs);
+    }
+    missing.clone_from(&refs.oids);
+    Err(durus::Error::DanglingRefs {
+        count: refs.dangling,
+        oids: refs.oids,
+    })
+}
+
+/// Says on stderr which object ids `--refs` found missing, if any.
+pub fn say_missing(out: &mut Output, command: &str, name: &str, missing: &[Oid]) {
+    if missing.is_empty() {
+        return;
+    }
+    let ids: Vec<String> = missing.iter().map(|o| o.to_string()).collect();
+    out.problem(format_args!(
+        "durus {command}: {name}: missing object ids (the first {}): {}",
+        ids.len(),
+        ids.join(" ")
+    ));
+}
+
+/// The text line of references that all resolve.
+pub fn refs_line(out: &mut Output, name: &str, f: &RefsReport) -> io::Result<()> {
+    out.line(format_args!(
+        "{name}: references ok: {} objects reachable from the root ({} bytes), none dangling",
+        f.reachable, f.reachable_bytes
+    ))
 }
 
 impl Report {
@@ -93,11 +139,7 @@ impl Report {
             end: r.end,
             torn_tail: r.torn_tail,
             durable_end: r.durable_end,
-            refs: refs.as_ref().map(|f| Refs {
-                reachable: f.reachable,
-                reachable_bytes: f.reachable_bytes,
-                dangling: f.dangling,
-            }),
+            refs: refs.as_ref().map(Refs::of),
         }
     }
 }
@@ -120,26 +162,12 @@ pub fn run(args: &Args, out: &mut Output) -> io::Result<()> {
         if !args.refs {
             return Ok((report, None));
         }
-        let refs = Journal::verify_refs_path(p)?;
-        if !refs.is_clean() {
-            missing.clone_from(&refs.oids);
-            return Err(durus::Error::DanglingRefs {
-                count: refs.dangling,
-                oids: refs.oids,
-            });
-        }
+        let refs = clean_refs(Journal::verify_refs_path(p)?, &mut missing)?;
         Ok((report, Some(refs)))
     };
     let result = args.store.run("verify", out, verify, Report::of)?;
     let name = args.store.name();
-    if !missing.is_empty() {
-        let ids: Vec<String> = missing.iter().map(|o| o.to_string()).collect();
-        out.problem(format_args!(
-            "durus verify: {name}: missing object ids (the first {}): {}",
-            ids.len(),
-            ids.join(" ")
-        ));
-    }
+    say_missing(out, "verify", &name, &missing);
     let Some((r, refs)) = result else {
         return Ok(());
     };
@@ -153,10 +181,7 @@ pub fn run(args: &Args, out: &mut Output) -> io::Result<()> {
         ))?;
     }
     if let Some(f) = refs {
-        out.line(format_args!(
-            "{name}: references ok: {} objects reachable from the root ({} bytes), none dangling",
-            f.reachable, f.reachable_bytes
-        ))?;
+        refs_line(out, &name, &f)?;
     }
     Ok(())
 }
