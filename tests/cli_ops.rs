@@ -22,6 +22,12 @@ fn run(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+fn stdout_of(args: &[&str]) -> String {
+    let (code, stdout, stderr) = run(args);
+    assert_eq!(code, 0, "{args:?}: {stdout}{stderr}");
+    stdout
+}
+
 fn json(args: &[&str], code_wanted: i32) -> Value {
     let (code, stdout, stderr) = run(args);
     assert_eq!(code, code_wanted, "{args:?}: {stdout}{stderr}");
@@ -254,6 +260,13 @@ fn info_summarises_a_journal_as_text_and_json() {
     );
     let garbage = r["garbage_estimate"].as_u64().unwrap();
     assert!((5000..6000).contains(&garbage), "{v}");
+    // The import's close wrote an index checkpoint of its one transaction.
+    let cp = &r["last_checkpoint"];
+    assert!(
+        cp["offset"].as_u64().unwrap() > 0 && cp["tid"].as_u64() == Some(1),
+        "{v}"
+    );
+    assert!(stdout_of(&["info", d]).contains("indexing up to transaction 1"));
 
     // A torn tail is reported, not a failure; damage and a non-journal are failures.
     let len = std::fs::metadata(&dest).unwrap().len();

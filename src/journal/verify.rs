@@ -17,6 +17,8 @@ pub struct VerifyReport {
     pub records: u64,
     /// Index checkpoints checked (every page).
     pub checkpoints: u64,
+    /// The last index checkpoint: its offset and the transaction it indexes up to.
+    pub last_checkpoint: Option<(u64, Tid)>,
     /// Oid reservations seen.
     pub reservations: u64,
     /// The last transaction id.
@@ -98,6 +100,7 @@ pub(super) fn check_all(io: &dyn FileIo) -> Result<Checked> {
                 check_checkpoint_pages(io, b.offset, b.header, &newest)?;
                 checkpoints.push((b.offset, b.header.len));
                 report.checkpoints += 1;
+                report.last_checkpoint = Some((b.offset, Tid(b.header.tid)));
             }
             BlockKind::Reservation => report.reservations += 1,
         }

@@ -23,6 +23,9 @@ pub struct StoreInfo {
     pub records: u64,
     /// Index checkpoints in the file.
     pub checkpoints: u64,
+    /// The last index checkpoint: its offset and the transaction it indexes up to (an
+    /// open reads the index from it and scans only what follows).
+    pub last_checkpoint: Option<(u64, Tid)>,
     /// The first transaction whose history the file holds, with its commit time
     /// (microseconds since the Unix epoch); `None` for an empty journal.
     pub first: Option<(Tid, u64)>,
@@ -82,6 +85,7 @@ pub fn info(path: impl AsRef<Path>) -> Result<StoreInfo> {
         transactions: verified.transactions,
         records: verified.records,
         checkpoints: verified.checkpoints,
+        last_checkpoint: verified.last_checkpoint,
         first: txs.first().map(|t| (t.tid, t.timestamp)),
         last: txs.last().map(|t| (t.tid, t.timestamp)),
         objects,

@@ -40,7 +40,9 @@ fn long_help() -> String {
         success: "\"intact\" or \"torn_tail\"",
         report: &[
             "{version, file_bytes, end (the journal's logical size), transactions,",
-            "records (every version), checkpoints, first_tid, first_time, last_tid,",
+            "records (every version), checkpoints, last_checkpoint (null, or",
+            "{offset, tid}: where the last index checkpoint is and the transaction",
+            "it indexes up to), first_tid, first_time, last_tid,",
             "last_time (times in microseconds since the Unix epoch; null when",
             "empty), objects, reachable, reachable_bytes, garbage_estimate (about",
             "what a pack would free), torn_tail (its offset, or null)}",
@@ -58,6 +60,7 @@ struct Report {
     transactions: u64,
     records: u64,
     checkpoints: u64,
+    last_checkpoint: Option<Checkpoint>,
     first_tid: Option<u64>,
     first_time: Option<u64>,
     last_tid: Option<u64>,
@@ -69,6 +72,13 @@ struct Report {
     torn_tail: Option<u64>,
 }
 
+/// Where the last index checkpoint is.
+#[derive(Serialize)]
+struct Checkpoint {
+    offset: u64,
+    tid: u64,
+}
+
 impl Report {
     fn of(i: &StoreInfo) -> Report {
         Report {
@@ -78,6 +88,9 @@ impl Report {
             transactions: i.transactions,
             records: i.records,
             checkpoints: i.checkpoints,
+            last_checkpoint: i
+                .last_checkpoint
+                .map(|(offset, tid)| Checkpoint { offset, tid: tid.0 }),
             first_tid: i.first.map(|(t, _)| t.0),
             first_time: i.first.map(|(_, ts)| ts),
             last_tid: i.last.map(|(t, _)| t.0),
@@ -133,6 +146,11 @@ pub fn run(args: &Args, out: &mut Output) -> io::Result<()> {
         "  transactions  {} ({} records, {} checkpoints)",
         i.transactions, i.records, i.checkpoints
     ))?;
+    if let Some((offset, tid)) = i.last_checkpoint {
+        out.line(format_args!(
+            "  checkpoint    the last at offset {offset}, indexing up to transaction {tid}"
+        ))?;
+    }
     for (what, tx) in [("first", i.first), ("last ", i.last)] {
         if let Some((tid, ts)) = tx {
             out.line(format_args!("  {what}         transaction {tid} at {}", utc(ts)))?;
