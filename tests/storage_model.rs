@@ -399,3 +399,34 @@ proptest! {
         on_all_runtimes(|_| run_ops(Kind::MemFile(MemFile::new()), ops.clone()));
     }
 }
+
+/// Found by the property test in CI: a commit refused as a conflict leaves the newest
+/// records it named with the client (so a merge can use them without a round trip),
+/// and a load after `close` was answered from them instead of with `Closed`.
+#[cfg(feature = "server")]
+#[test]
+fn a_closed_client_answers_nothing_from_a_conflicts_records() {
+    let empty = || (Vec::new(), Vec::new());
+    let ops = vec![
+        Op::Commit {
+            writes: BTreeMap::from([(2, empty())]),
+            reads: vec![],
+            back: 0,
+        },
+        Op::Alloc(3),
+        Op::Commit {
+            writes: BTreeMap::from([(15, empty())]),
+            reads: vec![],
+            back: 1,
+        },
+        Op::Reopen { clean: true },
+    ];
+    on_all_runtimes(|_| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ops = ops.clone();
+        async move {
+            run_ops(Kind::Remote(dir.path().join("model.durus")), ops).await;
+            drop(dir);
+        }
+    });
+}

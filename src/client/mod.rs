@@ -278,7 +278,8 @@ impl ClientStorage {
     /// know of). Used once.
     fn stashed(&self, oid: Oid) -> Option<Loaded> {
         let mut st = self.inner.mux.state();
-        if st.stash.is_empty() {
+        // A closed client answers nothing, not even from what it holds.
+        if st.stash.is_empty() || st.closed {
             return None;
         }
         if st.known_last != st.stash_as_of {
@@ -498,6 +499,7 @@ impl Storage for ClientStorage {
             let gen_link = {
                 let mut st = mux.state();
                 st.closed = true;
+                st.stash.clear();
                 st.link.take()
             };
             drop(gen_link);
