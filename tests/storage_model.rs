@@ -371,14 +371,7 @@ proptest! {
     #[cfg(feature = "server")]
     #[test]
     fn client_storage_through_a_server_matches_model(ops in prop::collection::vec(op(), 1..40)) {
-        on_all_runtimes(|_| {
-            let dir = tempfile::tempdir().expect("tempdir");
-            let ops = ops.clone();
-            async move {
-                run_ops(Kind::Remote(dir.path().join("model.durus")), ops).await;
-                drop(dir);
-            }
-        });
+        run_remote(&ops);
     }
 
     #[cfg(feature = "sqlite")]
@@ -421,9 +414,15 @@ fn a_closed_client_answers_nothing_from_a_conflicts_records() {
         },
         Op::Reopen { clean: true },
     ];
+    run_remote(&ops);
+}
+
+/// Runs `ops` against a `ClientStorage` on a server of a fresh journal, on every runtime.
+#[cfg(feature = "server")]
+fn run_remote(ops: &[Op]) {
     on_all_runtimes(|_| {
         let dir = tempfile::tempdir().expect("tempdir");
-        let ops = ops.clone();
+        let ops = ops.to_vec();
         async move {
             run_ops(Kind::Remote(dir.path().join("model.durus")), ops).await;
             drop(dir);
