@@ -249,3 +249,67 @@ fn a_file_locked_by_another_server_is_refused() {
     served.signal("-TERM");
     assert!(served.wait().0);
 }
+
+/// `durus backup`, full and then `--incremental`, of a journal that `durus serve` has
+/// open and 16 clients' tasks commit to: each copy verifies and holds every commit
+/// acknowledged before it started.
+#[test]
+fn durus_backup_copies_a_served_journal_while_clients_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("served.durus");
+    let socket = format!("unix:{}", dir.path().join("b.sock").display());
+    let served = start(&["serve", "--file", file_arg(&path), "--address", &socket]);
+    let address = served.address.parse().unwrap();
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let committing = {
+        let acked = acked.clone();
+        std::thread::spawn(move || {
+            futures::executor::block_on(async {
+                let client = ClientStorage::connect(&address).await.expect("connect");
+                commit_until_cut(client, acked).await;
+            })
+        })
+    };
+    let dest = dir.path().join("copy.durus");
+    for round in 0..4 {
+        while acked.lock().unwrap().len() < 50 * (round + 1) {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let mut before = std::collections::HashMap::new();
+        for &(oid, i) in acked.lock().unwrap().iter() {
+            let v = before.entry(oid).or_insert(0);
+            *v = i.max(*v);
+        }
+        let mut args = vec!["backup", file_arg(&path), file_arg(&dest)];
+        if round > 0 {
+            args.insert(1, "--incremental");
+        }
+        let out = Command::new(env!("CARGO_BIN_EXE_durus"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "round {round}: {out:?}");
+        assert_eq!(Journal::verify_path(&dest).unwrap().torn_tail, None);
+        let copy = Journal::open(
+            &dest,
+            JournalOptions {
+                read_only: true,
+                ..JournalOptions::default()
+            },
+        )
+        .unwrap();
+        for (oid, i) in before {
+            let got = copy.load(oid).unwrap().record.data;
+            let got = u64::from_be_bytes(got.try_into().unwrap());
+            assert!(
+                got >= i,
+                "round {round}: {oid} holds {got}, {i} was acknowledged first"
+            );
+        }
+        copy.close().unwrap();
+    }
+    served.signal("-TERM");
+    let (ok, log) = served.wait();
+    assert!(ok, "{log}");
+    committing.join().unwrap();
+}

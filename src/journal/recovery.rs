@@ -174,7 +174,10 @@ pub(crate) fn survey(
         (ScanFrom::Checkpoint, Some(b)) => (b.block_offset + b.block_len, b.header.tid),
         _ => (DATA_START, 0),
     };
+    let mut file_len = file_len;
     let mut sc = Scanner::new(io, file_len, start, last_tid);
+    // Where the end was read again after an intact block turned up past it.
+    let mut reread_at = None;
     let (end, spare, mut condition) = loop {
         match sc.next_step() {
             Ok(Step::Block {
@@ -192,6 +195,17 @@ pub(crate) fn survey(
                     // Zeros mark the end, but a zeroed stretch in the middle of a journal
                     // must not silently hide what follows it.
                     if let Some(later) = later_damage(io, file_len, offset)? {
+                        // A writer in another process appends as this reads: the end
+                        // can be read before a group was written there and the later
+                        // group after. A writer appends in order, so once the later
+                        // group is there the one at the end is too; reading the end
+                        // again tells that from damage, which reads the same.
+                        if reread_at != Some(offset) {
+                            reread_at = Some(offset);
+                            file_len = io.len()?.max(file_len);
+                            sc.reread(file_len);
+                            continue;
+                        }
                         break (
                             offset,
                             true,

@@ -96,6 +96,15 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    /// Forgets what it has read ahead, so that the next step reads the file again from
+    /// the current position, now `file_len` bytes long.
+    pub fn reread(&mut self, file_len: u64) {
+        self.file_len = file_len;
+        self.buf.clear();
+        self.buf_start = self.pos;
+        self.chunk = FIRST_CHUNK;
+    }
+
     /// The offset of the next block.
     pub fn position(&self) -> u64 {
         self.pos
