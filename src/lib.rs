@@ -61,7 +61,7 @@
 //! # What the crate root holds
 //!
 //! What an application needs: [`Db`], [`DbBuilder`], [`DbOptions`], [`Transaction`],
-//! [`Ref`], [`Persistent`] (the trait and its derive), [`Counter`], [`BTree`],
+//! [`Ref`], [`Persistent`] (the trait and its derive), [`Counter`], [`BTree`], [`BTreeSet`],
 //! [`Error`], [`Result`], [`Oid`], [`Tid`], [`Durability`] and [`Change`] (the change
 //! feed's events). The modules below are the layers, public for those who extend them
 //! (a storage of their own, fault tests on a simulated file).
@@ -75,7 +75,7 @@
 //! - [`journal`]: the native file format and its synchronous engine.
 //! - [`storage`]: the async [`Storage`](storage::Storage) trait and its implementations.
 //! - [`object`]: [`Persistent`] types, typed references ([`Ref`]), the codec,
-//!   [`Counter`] and [`BTree`].
+//!   [`Counter`], [`BTree`] and [`BTreeSet`].
 //! - [`db`]: [`Db`], its shared cache, and [`Transaction`]s.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
@@ -104,6 +104,6 @@ pub mod tools;
 pub use db::{Db, DbBuilder, DbOptions, Transaction};
 pub use error::{Error, Result};
 pub use journal::Durability;
-pub use object::{BTree, Counter, Persistent, Ref};
+pub use object::{BTree, BTreeSet, Counter, Persistent, Ref};
 pub use record::{Oid, Tid};
 pub use storage::Change;

@@ -17,7 +17,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::record::Oid;
 
-pub use btree::{BTree, BTreeNode, Key, Order, Value, LEAF_BYTES, MAX_KEYS};
+pub use btree::{
+    AddCounters, BTree, BTreeNode, BTreeSet, Key, NoMerge, Order, Value, ValueMerge, LEAF_BYTES, MAX_KEYS,
+};
 pub use codec::{decode, encode, peek_type_name};
 pub use counter::Counter;
 

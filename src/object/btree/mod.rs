@@ -9,23 +9,36 @@
 //! O(log n) records, never the whole map. Concurrent inserts into different leaves merge
 //! their length changes instead of conflicting.
 //!
+//! Concurrent changes to different keys of one leaf merge too, key by key; a key both
+//! sides changed merges by the tree's [`ValueMerge`] rule (by default it conflicts;
+//! [`AddCounters`] adds [`Counter`](crate::Counter) deltas).
+//!
 //! One job a file: this one has the types and their conflict rules, `read.rs` the
 //! lookups and ordered scans, `write.rs` inserts, removals and bulk inserts, `split.rs`
-//! how an overfull node is cut and the cut carried up, `size.rs` entry sizes.
+//! how an overfull node is cut and the cut carried up, `size.rs` entry sizes,
+//! `merge.rs` the leaf merge, `handle.rs` the method-style calls on a tree's `Ref`,
+//! `set.rs` the [`BTreeSet`] over the same nodes.
 //!
 //! The nodes' stored form is the one durus 0.1 wrote (a CBOR map `Leaf { keys, values }`
 //! or `Branch { keys, children }` under the type name `durus.BTreeNode`): only the
 //! split rule changed, so trees written before read and grow as before.
 
+mod handle;
+mod merge;
 mod read;
+mod set;
 mod size;
 mod split;
 mod write;
 
+use std::marker::PhantomData;
+
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+pub use merge::{AddCounters, NoMerge, ValueMerge};
 pub use read::Order;
+pub use set::BTreeSet;
 
 use super::{Objects, Persistent, Ref};
 use crate::error::Result;
@@ -50,7 +63,13 @@ impl<T: Clone + Serialize + DeserializeOwned + Send + Sync + 'static> Value for 
 /// A persistent B-tree map. Create one with [`BTree::create`] and keep its `Ref`.
 ///
 /// Every operation takes the transaction it runs in (anything that implements
-/// [`Objects`], such as [`Transaction`](crate::Transaction)) and the tree's `Ref`.
+/// [`Objects`], such as [`Transaction`](crate::Transaction)), either called on the
+/// tree's `Ref` (`tree.get(&tx, &key)`) or as a function of the type
+/// (`BTree::get(&tx, tree, &key)`); both are the same code.
+///
+/// `M` is how a value that two concurrent transactions both changed is merged
+/// ([`ValueMerge`]; by default it is a conflict). Changes to different keys merge
+/// whatever `M` is.
 ///
 /// ```
 /// use durus::{BTree, Db, DbBuilder, Persistent, Ref};
@@ -67,14 +86,15 @@ impl<T: Clone + Serialize + DeserializeOwned + Send + Sync + 'static> Value for 
 /// let tree = BTree::create(&mut tx).await?;
 /// tx.root_mut().await?.by_name = Some(tree);
 /// for (i, name) in ["carol", "alice", "bob"].into_iter().enumerate() {
-///     BTree::insert(&mut tx, tree, name.to_string(), i as u32).await?;
+///     tree.insert(&mut tx, name.to_string(), i as u32).await?;
 /// }
 /// tx.commit().await?;
 ///
 /// let tx = db.begin().await?;
 /// let tree = tx.root().await?.by_name.expect("created above");
+/// assert_eq!(tree.get(&tx, &"bob".to_string()).await?, Some(2));
 /// assert_eq!(BTree::get(&tx, tree, &"bob".to_string()).await?, Some(2));
-/// let names: Vec<String> = BTree::entries(&tx, tree).await?.into_iter().map(|(k, _)| k).collect();
+/// let names: Vec<String> = tree.entries(&tx).await?.into_iter().map(|(k, _)| k).collect();
 /// assert_eq!(names, ["alice", "bob", "carol"]);
 /// # Ok::<(), durus::Error>(())
 /// # }).unwrap();
@@ -90,8 +110,8 @@ impl<T: Clone + Serialize + DeserializeOwned + Send + Sync + 'static> Value for 
 /// transaction instead of committing it. What is stored is untouched until a commit.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(bound = "")]
-pub struct BTree<K, V> {
-    root: Ref<BTreeNode<K, V>>,
+pub struct BTree<K, V, M = NoMerge> {
+    root: Ref<BTreeNode<K, V, M>>,
     len: u64,
 }
 
@@ -101,7 +121,7 @@ pub struct BTree<K, V> {
     serialize = "K: Serialize, V: Serialize",
     deserialize = "K: DeserializeOwned, V: DeserializeOwned"
 ))]
-pub enum BTreeNode<K, V> {
+pub enum BTreeNode<K, V, M = NoMerge> {
     /// Entries, sorted by key.
     Leaf {
         /// The keys.
@@ -114,11 +134,15 @@ pub enum BTreeNode<K, V> {
         /// Separator keys, one fewer than the children.
         keys: Vec<K>,
         /// The subtrees.
-        children: Vec<Ref<BTreeNode<K, V>>>,
+        children: Vec<Ref<BTreeNode<K, V, M>>>,
+        /// Ties the tree's merge rule to its nodes; not stored.
+        #[serde(skip)]
+        #[doc(hidden)]
+        merge: PhantomData<fn() -> M>,
     },
 }
 
-impl<K: Key, V: Value> Persistent for BTree<K, V> {
+impl<K: Key, V: Value, M: ValueMerge<V>> Persistent for BTree<K, V, M> {
     const TYPE_NAME: &'static str = "durus.BTree";
 
     /// Inserts and removals elsewhere in the tree only change the length: merge those.
@@ -131,11 +155,17 @@ impl<K: Key, V: Value> Persistent for BTree<K, V> {
     }
 }
 
-impl<K: Key, V: Value> Persistent for BTreeNode<K, V> {
+impl<K: Key, V: Value, M: ValueMerge<V>> Persistent for BTreeNode<K, V, M> {
     const TYPE_NAME: &'static str = "durus.BTreeNode";
+
+    /// Two leaves merge key by key (see [`ValueMerge`]); branches changed on both sides
+    /// are a conflict.
+    fn resolve(committed: &Self, base: &Self, mine: &Self) -> Option<Self> {
+        merge::merge_leaves(committed, base, mine)
+    }
 }
 
-type NodeRef<K, V> = Ref<BTreeNode<K, V>>;
+type NodeRef<K, V, M = NoMerge> = Ref<BTreeNode<K, V, M>>;
 
 impl<K: Key, V: Value> BTree<K, V> {
     /// Creates an empty tree in the transaction and returns its reference.
@@ -146,6 +176,18 @@ impl<K: Key, V: Value> BTree<K, V> {
     /// part of its change in the transaction, which must then not be committed (see
     /// [`BTree`]).
     pub async fn create(tx: &mut impl Objects) -> Result<Ref<BTree<K, V>>> {
+        Self::create_merging(tx).await
+    }
+}
+
+impl<K: Key, V: Value, M: ValueMerge<V>> BTree<K, V, M> {
+    /// Creates an empty tree whose values merge by `M` (see [`ValueMerge`]); the type
+    /// must be named, as in `BTree::<String, Counter, AddCounters>::create_merging`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel-safe for the transaction, as [`create`](BTree::create).
+    pub async fn create_merging(tx: &mut impl Objects) -> Result<Ref<Self>> {
         let root = tx
             .insert(BTreeNode::Leaf {
                 keys: Vec::new(),
@@ -174,7 +216,7 @@ impl<K: Key, V: Value> BTree<K, V> {
     }
 }
 
-fn corrupt_tree<K, V>(at: NodeRef<K, V>) -> crate::Error {
+fn corrupt_tree<K, V, M>(at: NodeRef<K, V, M>) -> crate::Error {
     crate::Error::CorruptObject {
         oid: at.oid(),
         reason: "a B-tree node of the wrong kind, or with separators not matching its children".into(),

@@ -3,7 +3,7 @@
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
-use super::{BTree, BTreeNode, Key, NodeRef, Objects, Ref, Value};
+use super::{BTree, BTreeNode, Key, NodeRef, Objects, Ref, Value, ValueMerge};
 use crate::error::Result;
 
 /// The order of a [`BTree::scan`].
@@ -19,26 +19,26 @@ pub enum Order {
 /// of (branch, index of the child taken) pairs leading to it, and the leaf's exclusive
 /// upper bound (the smallest separator above the key on the path; `None` for the last
 /// leaf).
-pub(super) type Descent<K, V> = (
-    NodeRef<K, V>,
-    Arc<BTreeNode<K, V>>,
-    Vec<(NodeRef<K, V>, usize)>,
+pub(super) type Descent<K, V, M> = (
+    NodeRef<K, V, M>,
+    Arc<BTreeNode<K, V, M>>,
+    Vec<(NodeRef<K, V, M>, usize)>,
     Option<K>,
 );
 
 /// Descends from `node` to the leaf for `key`.
-pub(super) async fn descend<K: Key, V: Value>(
+pub(super) async fn descend<K: Key, V: Value, M: ValueMerge<V>>(
     tx: &impl Objects,
-    mut node: NodeRef<K, V>,
+    mut node: NodeRef<K, V, M>,
     key: &K,
-) -> Result<Descent<K, V>> {
+) -> Result<Descent<K, V, M>> {
     let mut path = Vec::new();
     let mut upper = None;
     loop {
         let n = tx.get(node).await?;
         match &*n {
             BTreeNode::Leaf { .. } => return Ok((node, n, path, upper)),
-            BTreeNode::Branch { keys, children } => {
+            BTreeNode::Branch { keys, children, .. } => {
                 let i = keys
                     .partition_point(|k| k <= key)
                     .min(children.len().saturating_sub(1));
@@ -55,7 +55,7 @@ pub(super) async fn descend<K: Key, V: Value>(
     }
 }
 
-impl<K: Key, V: Value> BTree<K, V> {
+impl<K: Key, V: Value, M: ValueMerge<V>> BTree<K, V, M> {
     /// The value under `key`.
     ///
     /// # Cancel safety
@@ -166,7 +166,7 @@ impl<K: Key, V: Value> BTree<K, V> {
                         Order::Descending => out.extend(hits.rev().take(room).map(take)),
                     }
                 }
-                BTreeNode::Branch { keys, children } => {
+                BTreeNode::Branch { keys, children, .. } => {
                     let at = stack.len();
                     for (i, c) in children.iter().enumerate().rev() {
                         // children[i] covers [keys[i-1], keys[i]).

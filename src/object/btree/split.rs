@@ -1,12 +1,16 @@
 //! Cutting an overfull node into pieces, and carrying the new pieces up the path.
 
+use std::marker::PhantomData;
+
 use super::size::leaf_len;
-use super::{corrupt_tree, BTree, BTreeNode, Key, NodeRef, Objects, Ref, Value, LEAF_BYTES, MAX_KEYS};
+use super::{
+    corrupt_tree, BTree, BTreeNode, Key, NodeRef, Objects, Ref, Value, ValueMerge, LEAF_BYTES, MAX_KEYS,
+};
 use crate::error::Result;
 
 /// The pieces cut off a node, each with its separator (the smallest key under it), in
 /// key order; the node itself keeps the first piece.
-pub(super) type Pieces<K, V> = Vec<(K, BTreeNode<K, V>)>;
+pub(super) type Pieces<K, V, M> = Vec<(K, BTreeNode<K, V, M>)>;
 
 /// How many pieces a leaf must become: at most [`MAX_KEYS`] entries and (for a leaf of
 /// two entries or more) at most [`LEAF_BYTES`] of entries each. `entry_hint` is the size
@@ -25,7 +29,10 @@ fn leaf_pieces<K: Key, V: Value>(keys: &[K], values: &[V], entry_hint: usize) ->
 
 /// Cuts `node` into even pieces if it is overfull (see [`leaf_pieces`]; a branch by its
 /// children).
-pub(super) fn split<K: Key, V: Value>(node: &mut BTreeNode<K, V>, entry_hint: usize) -> Result<Pieces<K, V>> {
+pub(super) fn split<K: Key, V: Value, M: ValueMerge<V>>(
+    node: &mut BTreeNode<K, V, M>,
+    entry_hint: usize,
+) -> Result<Pieces<K, V, M>> {
     let mut out = Vec::new();
     match node {
         BTreeNode::Leaf { keys, values } => {
@@ -38,7 +45,7 @@ pub(super) fn split<K: Key, V: Value>(node: &mut BTreeNode<K, V>, entry_hint: us
                 out.push((rk[0].clone(), BTreeNode::Leaf { keys: rk, values: rv }));
             }
         }
-        BTreeNode::Branch { keys, children } => {
+        BTreeNode::Branch { keys, children, .. } => {
             let m = children.len();
             let pieces = m.div_ceil(MAX_KEYS).max(1);
             for j in (1..pieces).rev() {
@@ -51,6 +58,7 @@ pub(super) fn split<K: Key, V: Value>(node: &mut BTreeNode<K, V>, entry_hint: us
                     BTreeNode::Branch {
                         keys: rk,
                         children: rc,
+                        merge: PhantomData,
                     },
                 ));
             }
@@ -63,12 +71,12 @@ pub(super) fn split<K: Key, V: Value>(node: &mut BTreeNode<K, V>, entry_hint: us
 /// Stores `pieces` cut off `child` and links them in after it: into its parent (the
 /// last of `path`, which holds `child` at the index given), splitting the parent in
 /// turn if it overflows, up to a new root when the root itself was cut.
-pub(super) async fn carry_up<K: Key, V: Value>(
+pub(super) async fn carry_up<K: Key, V: Value, M: ValueMerge<V>>(
     tx: &mut impl Objects,
-    tree: Ref<BTree<K, V>>,
-    mut path: Vec<(NodeRef<K, V>, usize)>,
-    mut child: NodeRef<K, V>,
-    mut pieces: Pieces<K, V>,
+    tree: Ref<BTree<K, V, M>>,
+    mut path: Vec<(NodeRef<K, V, M>, usize)>,
+    mut child: NodeRef<K, V, M>,
+    mut pieces: Pieces<K, V, M>,
 ) -> Result<()> {
     while !pieces.is_empty() {
         let mut seps = Vec::with_capacity(pieces.len());
@@ -80,7 +88,7 @@ pub(super) async fn carry_up<K: Key, V: Value>(
         match path.pop() {
             Some((parent_ref, i)) => {
                 let parent = tx.get_mut(parent_ref).await?;
-                let BTreeNode::Branch { keys, children } = parent else {
+                let BTreeNode::Branch { keys, children, .. } = parent else {
                     return Err(corrupt_tree(parent_ref));
                 };
                 // A stored branch is trusted only as far as this: one fewer separator
@@ -97,7 +105,11 @@ pub(super) async fn carry_up<K: Key, V: Value>(
                 let mut children = Vec::with_capacity(refs.len() + 1);
                 children.push(child);
                 children.extend(refs);
-                let mut root = BTreeNode::Branch { keys: seps, children };
+                let mut root = BTreeNode::Branch {
+                    keys: seps,
+                    children,
+                    merge: PhantomData,
+                };
                 pieces = split(&mut root, usize::MAX)?;
                 child = tx.insert(root).await?;
                 tx.get_mut(tree).await?.root = child;
@@ -117,7 +129,7 @@ mod tests {
         // 64 entries of about 110 bytes: what durus 0.1 kept in one leaf.
         let keys: Vec<u64> = (0..64).collect();
         let values: Vec<String> = (0..64).map(|i| format!("{i:>105}")).collect();
-        let mut node = BTreeNode::Leaf { keys, values };
+        let mut node: BTreeNode<u64, String> = BTreeNode::Leaf { keys, values };
         let pieces = split(&mut node, usize::MAX).unwrap();
         assert!(pieces.len() >= 3, "{} pieces", pieces.len());
         let mut all = vec![node];
@@ -136,7 +148,7 @@ mod tests {
         }
         assert_eq!(next, 64);
         // A small leaf stays whole.
-        let mut small = BTreeNode::Leaf {
+        let mut small: BTreeNode<u64, String> = BTreeNode::Leaf {
             keys: vec![1u64, 2],
             values: vec!["a".to_string(), "b".to_string()],
         };
@@ -147,14 +159,18 @@ mod tests {
     fn an_overfull_branch_splits_by_children() {
         let children: Vec<NodeRef<u64, u64>> = (0..200).map(|i| Ref::from_oid(crate::Oid(i))).collect();
         let keys: Vec<u64> = (1..200).collect();
-        let mut node = BTreeNode::Branch { keys, children };
+        let mut node: BTreeNode<u64, u64> = BTreeNode::Branch {
+            keys,
+            children,
+            merge: PhantomData,
+        };
         let pieces = split(&mut node, usize::MAX).unwrap();
         assert_eq!(pieces.len(), 3);
         let mut all = vec![(0, node)];
         all.extend(pieces);
         let mut next = 0;
         for (sep, n) in &all {
-            let BTreeNode::Branch { keys, children } = n else {
+            let BTreeNode::Branch { keys, children, .. } = n else {
                 panic!("a leaf")
             };
             assert!(children.len() <= MAX_KEYS && keys.len() + 1 == children.len());

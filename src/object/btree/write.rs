@@ -5,10 +5,10 @@ use std::cmp::Ordering;
 use super::read::descend;
 use super::size::entry_len;
 use super::split::{carry_up, split};
-use super::{corrupt_tree, BTree, BTreeNode, Key, Objects, Ref, Value};
+use super::{corrupt_tree, BTree, BTreeNode, Key, Objects, Ref, Value, ValueMerge};
 use crate::error::{Error, Result};
 
-impl<K: Key, V: Value> BTree<K, V> {
+impl<K: Key, V: Value, M: ValueMerge<V>> BTree<K, V, M> {
     /// Inserts `value` under `key`, returning the value it replaced.
     ///
     /// # Cancel safety
@@ -136,7 +136,7 @@ impl<K: Key, V: Value> BTree<K, V> {
         // Unlink empty nodes upwards (never the root itself).
         while empty {
             let Some((parent_ref, i)) = path.pop() else { break };
-            let BTreeNode::Branch { keys, children } = tx.get_mut(parent_ref).await? else {
+            let BTreeNode::Branch { keys, children, .. } = tx.get_mut(parent_ref).await? else {
                 return Err(corrupt_tree(parent_ref));
             };
             children.remove(i);
