@@ -40,6 +40,8 @@ pub struct Args {
     pub rss_records: u64,
     /// A Python with Durus 4.3, to pack the same data with `Connection.pack()` in W5P.
     pub python: Option<PathBuf>,
+    /// More stores for WS, as storage specs (`postgres://...`, `durus://host:port`).
+    pub storages: Vec<String>,
 }
 
 const USAGE: &str = "\
@@ -57,8 +59,11 @@ usage: durus-storage-bench [options]
   --sync-secs S   seconds per fdatasync probe                   (default 2)
   --only W       run only W2 (single commits), W3 (random loads, after
                   the W1 bulk load it reads), W5 (concurrent commits)
-                  W5P (pack) or OPS (durus import of a Python Durus file
-                  of --records objects, info and census; needs --python)
+                  W5P (pack), WS (the storages beside plain SQLite) or OPS
+                  (durus import of a Python Durus file of --records
+                  objects, info and census; needs --python)
+  --storage SPEC  one more store for WS (a postgres:// URL, durus://host:port);
+                  repeatable
   --w2-runs N     W2 runs (medians reported)                    (default 3)
   --w5-runs N     interleaved W5 runs per row (median reported) (default 3)
   --pack-runs N   interleaved W5P runs (median reported)        (default 3)
@@ -91,6 +96,7 @@ impl Default for Args {
             pack_base_secs: 2.0,
             rss_records: 10_000_000,
             python: None,
+            storages: Vec::new(),
         }
     }
 }
@@ -143,10 +149,13 @@ impl Args {
                         })?
                 }
                 "--dir" => a.dir = PathBuf::from(value),
-                "--only" if ["w2", "w3", "w5", "w5p", "ops"].contains(&value.to_lowercase().as_str()) => {
+                "--storage" => a.storages.push(value),
+                "--only"
+                    if ["w2", "w3", "w5", "w5p", "ops", "ws"].contains(&value.to_lowercase().as_str()) =>
+                {
                     a.only = Some(value.to_uppercase())
                 }
-                "--only" => return Err(format!("--only knows W2, W3, W5, W5P and OPS, not {value:?}")),
+                "--only" => return Err(format!("--only knows W2, W3, W5, W5P, WS and OPS, not {value:?}")),
                 _ => return Err(format!("unknown option {flag}")),
             }
         }

@@ -26,6 +26,9 @@
 //! - **OPS** (only with `--only OPS --python PATH`): `durus import` of a file of
 //!   `--records` objects written by Python Durus 4.3 itself (records/s), then
 //!   `durus info` and `durus census` on the imported journal.
+//! - **WS** the storages side by side through the `Storage` trait: the journal,
+//!   `SqliteStorage` and any `--storage SPEC`, beside plain SQLite used directly (W1,
+//!   W2 with 1/8/32 writers, W3, W4; see `storages.rs`).
 //! - **W5P** pack: the W1 records, reachable from the root through a two-level tree,
 //!   overwritten twice, then `Journal::pack` (in a child process that reports its peak
 //!   memory) beside redb's `compact()` and, with `--python`, Python Durus's
@@ -59,6 +62,7 @@ mod reads;
 mod redb_engine;
 mod report;
 mod sqlite_engine;
+mod storages;
 mod sys;
 mod writes;
 
@@ -126,6 +130,12 @@ fn main() {
             ops::ops(&args, dir);
             return;
         }
+        Some("WS") => {
+            let mut verdicts = Vec::new();
+            storages::ws(&args, dir, &mut verdicts);
+            print_verdicts(&verdicts);
+            return;
+        }
         Some("W2") => {
             let mut verdicts = Vec::new();
             commits::w2_single_commits(&args, dir, &mut verdicts);
@@ -150,6 +160,7 @@ fn main() {
     reads::w3_random_loads(&args, &stores, dir, &keys, &mut verdicts);
     w4_reopen(&args, &stores, keys[0], &mut verdicts);
     w5_concurrent_commits(&args, dir);
+    storages::ws(&args, dir, &mut verdicts);
     pack::w5p(&args, dir, &mut verdicts);
     print_verdicts(&verdicts);
 }

@@ -204,6 +204,11 @@ impl Sqlite {
         Ok(v)
     }
 
+    /// Whether commits sync (`synchronous=FULL`).
+    fn durable(&self) -> bool {
+        durable(&self.opts)
+    }
+
     /// The write connection, or [`Error::Closed`] / [`Error::Poisoned`].
     fn writer(&self) -> Result<MutexGuard<'_, Option<Writer>>> {
         let w = crate::sync::lock(&self.writer);

@@ -189,6 +189,38 @@ pub(super) fn load_visible(conn: &Connection, oid: Oid, at: Tid) -> Result<Optio
 }
 
 /// Whether a transaction after `after` (and at or before `upto`) wrote `oid`.
+/// The newest tid of every oid stored after `after`, read in one pass over the
+/// `(tid, oid)` index; `None` if more than `limit` versions were stored after it (a
+/// snapshot that old is checked one oid at a time instead, [`changed_after`]).
+pub(super) fn changes_after(
+    conn: &Connection,
+    after: Tid,
+    limit: usize,
+) -> Result<Option<std::collections::HashMap<Oid, Tid>>> {
+    let mut st = conn
+        .prepare_cached("SELECT oid, tid FROM durus_object WHERE tid > ?1 LIMIT ?2")
+        .sql()?;
+    let rows = st
+        .query_map(
+            params![
+                after.0 as i64,
+                limit.saturating_add(1).min(i64::MAX as usize) as i64
+            ],
+            |r| Ok((Oid(r.get::<_, i64>(0)? as u64), Tid(r.get::<_, i64>(1)? as u64))),
+        )
+        .sql()?;
+    let mut out = std::collections::HashMap::new();
+    for (n, row) in rows.enumerate() {
+        if n >= limit {
+            return Ok(None);
+        }
+        let (oid, tid) = row.sql()?;
+        let newest = out.entry(oid).or_insert(tid);
+        *newest = (*newest).max(tid);
+    }
+    Ok(Some(out))
+}
+
 pub(super) fn changed_after(conn: &Connection, oid: Oid, after: Tid) -> Result<bool> {
     conn.prepare_cached("SELECT 1 FROM durus_object WHERE oid = ?1 AND tid > ?2 LIMIT 1")
         .and_then(|mut s| s.exists(params![oid.0 as i64, after.0 as i64]))
