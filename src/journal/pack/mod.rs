@@ -17,11 +17,13 @@
 //! | `output.rs` | writing the new file: pack blocks, copied transactions, the checkpoint |
 //! | `refs.rs` | the reference check (`verify --refs`): the walk, writing nothing |
 //! | `switch.rs` | putting the new file in place and the journal on it |
+//! | `writeback.rs` | syncing the new file in the background while it is written |
 
 mod mark;
 mod output;
 mod refs;
 mod switch;
+mod writeback;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -358,6 +360,14 @@ impl Journal {
             out.clone()
         };
         let mut output = Output::new(&*sink, head, (start.point, start.point_timestamp), start.next_oid);
+        // Background syncs only while nobody has committed since the pack began: one
+        // commit, and the disk is left to the commits for the rest of the pack.
+        let groups_at_start = self.groups.load(Ordering::Relaxed);
+        output.set_writeback(writeback::Writeback::new(
+            sink.clone(),
+            writeback::EVERY,
+            move || self.groups.load(Ordering::Relaxed) == groups_at_start,
+        ));
 
         // The window's transactions are copied whole, so what they refer to must be
         // kept too, as of the pack point.
@@ -394,6 +404,7 @@ impl Journal {
             // after the switch.
             let left = self.read_state().end.saturating_sub(copied_to);
             output.preallocate(2 * left + self.opts.preallocate)?;
+            output.settle()?;
             sink.sync_data()?;
         }
         let mut w = self.lock_writer();
@@ -405,6 +416,7 @@ impl Journal {
         copied_to = self.copy_blocks(&start.file, copied_to, end, start.point, &mut output)?;
         debug_assert_eq!(copied_to, end);
         output.flush()?;
+        output.settle()?;
         let (dangling, named) = walk.missing.dangling(&output);
         if dangling > 0 && !opts.force {
             return Err(Error::DanglingRefs {

@@ -6,6 +6,7 @@ use super::super::format::{
     BlockHeader, BlockKind, CheckpointLayout, BLOCK_HEADER, ENTRY_HEADER, INDEX_ENTRY, TRAILER,
 };
 use super::super::io::FileIo;
+use super::writeback::Writeback;
 use crate::error::{Error, Result};
 use crate::record::{be_u32, be_u64, Oid};
 
@@ -36,6 +37,8 @@ pub(super) struct Output<'a> {
     pub(super) copied: u64,
     /// The last tid written and its timestamp.
     pub(super) last: (u64, u64),
+    /// Background syncs of what is written, if wanted.
+    writeback: Option<Writeback<'a>>,
 }
 
 impl<'a> Output<'a> {
@@ -59,7 +62,23 @@ impl<'a> Output<'a> {
             kept_bytes: 0,
             copied: 0,
             last: point,
+            writeback: None,
         }
+    }
+
+    /// Syncs what is written in the background as it goes (see `writeback.rs`).
+    pub(super) fn set_writeback(&mut self, wb: Writeback<'a>) {
+        self.writeback = Some(wb);
+    }
+
+    /// Waits for a background sync in flight; its failure is the pack's. Call before
+    /// the file's own sync.
+    pub(super) fn settle(&mut self) -> Result<()> {
+        self.writeback.as_mut().map_or(Ok(()), Writeback::settle)
+    }
+
+    fn wrote(&mut self, n: usize) -> Result<()> {
+        self.writeback.as_mut().map_or(Ok(()), |w| w.wrote(n as u64))
     }
 
     /// Offset just past everything added so far.
@@ -208,6 +227,9 @@ impl<'a> Output<'a> {
             self.buf.extend(chunk.iter().flatten());
             self.out.write_all_at(&self.buf, at)?;
             at += self.buf.len() as u64;
+            if let Some(w) = self.writeback.as_mut() {
+                w.wrote(self.buf.len() as u64)?;
+            }
         }
         self.buf.clear();
         self.out.write_all_at(&crc.to_be_bytes(), at)?;
@@ -230,6 +252,7 @@ impl<'a> Output<'a> {
             super::super::format::fill(&mut self.buf, at);
             self.out.write_all_at(&self.buf, at)?;
             at += n as u64;
+            self.wrote(n)?;
         }
         self.buf.clear();
         Ok(end)
@@ -240,7 +263,9 @@ impl<'a> Output<'a> {
         if !self.buf.is_empty() {
             self.out.write_all_at(&self.buf, self.at)?;
             self.at += self.buf.len() as u64;
+            let n = self.buf.len();
             self.buf.clear();
+            self.wrote(n)?;
         }
         Ok(())
     }
