@@ -20,6 +20,35 @@ pub struct Loc {
     pub len: u32,
 }
 
+/// Entries sorted by offset, grouped into runs that one read each covers: an entry
+/// joins the run before it if it starts at most `gap` bytes past the run's end and the
+/// run stays within `max` bytes (a single longer entry is a run of its own). Yields
+/// each run's entries (a range of `sorted`) and the bytes to read.
+pub(crate) fn read_runs<T>(
+    sorted: &[(T, Loc)],
+    gap: u64,
+    max: u64,
+) -> impl Iterator<Item = (std::ops::Range<usize>, std::ops::Range<u64>)> + '_ {
+    let mut k = 0;
+    std::iter::from_fn(move || {
+        let first = sorted.get(k)?.1;
+        let start = first.offset;
+        let mut stop = start + first.len as u64;
+        let mut j = k + 1;
+        while let Some(&(_, l)) = sorted.get(j) {
+            let l_end = l.offset + l.len as u64;
+            if l.offset > stop + gap || l_end - start > max {
+                break;
+            }
+            stop = stop.max(l_end);
+            j += 1;
+        }
+        let entries = k..j;
+        k = j;
+        Some((entries, start..stop))
+    })
+}
+
 #[derive(Clone, Copy, Default)]
 struct Slot {
     offset: u64,
@@ -191,5 +220,40 @@ impl BaseIndex {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(offset: u64, len: u32) -> ((), Loc) {
+        ((), Loc { offset, len })
+    }
+
+    #[test]
+    fn entries_near_each_other_are_read_in_runs_of_bounded_length() {
+        let sorted = [
+            at(100, 10),
+            at(110, 10),  // touching
+            at(125, 5),   // within the gap of 8
+            at(200, 10),  // too far
+            at(210, 51),  // would pass the bound of 60 from 200
+            at(300, 100), // alone longer than the bound
+        ];
+        let runs: Vec<_> = read_runs(&sorted, 8, 60).collect();
+        assert_eq!(
+            runs,
+            vec![
+                (0..3, 100..130),
+                (3..4, 200..210),
+                (4..5, 210..261),
+                (5..6, 300..400)
+            ]
+        );
+        assert_eq!(read_runs::<()>(&[], 8, 60).count(), 0);
+        // No gap allowed: only touching entries join.
+        let runs: Vec<_> = read_runs(&sorted[..3], 0, 60).map(|r| r.0).collect();
+        assert_eq!(runs, vec![0..2, 2..3]);
     }
 }

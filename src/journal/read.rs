@@ -10,7 +10,7 @@
 use std::sync::RwLockReadGuard;
 
 use super::format::{decode_entry, DATA_START, ENTRY_HEADER};
-use super::index::Loc;
+use super::index::{read_runs, Loc};
 use super::io::FileIo;
 use super::state::State;
 use super::Journal;
@@ -159,30 +159,18 @@ impl Journal {
         }
         wanted.sort_unstable_by_key(|(_, l)| l.offset);
         let mut older = Vec::new();
-        let mut k = 0;
-        while k < wanted.len() {
-            // Grow a run of entries that are near each other (a non-waiting batch
-            // reads only the entries, not the gaps between them).
-            let start = wanted[k].1.offset;
-            let mut stop = start + wanted[k].1.len as u64;
-            let gap = if wait == Wait::Never { 0 } else { GAP };
-            let mut j = k + 1;
-            while j < wanted.len() {
-                let l = wanted[j].1;
-                let l_end = l.offset + l.len as u64;
-                if l.offset > stop + gap || l_end - start > RUN {
-                    break;
-                }
-                stop = stop.max(l_end);
-                j += 1;
-            }
+        // Entries near each other are read together (a non-waiting batch reads only
+        // the entries, not the gaps between them).
+        let gap = if wait == Wait::Never { 0 } else { GAP };
+        for (run, bytes) in read_runs(&wanted, gap, RUN) {
+            let (start, stop) = (bytes.start, bytes.end);
             if start < DATA_START || stop > end {
                 return Err(Error::corrupt(start, "index entries point outside the journal"));
             }
             let mut buf = vec![0u8; (stop - start) as usize];
             read_exact(&*file, wait, &mut buf, start)
                 .map_err(|e| eof_as_corrupt(e, start, "record entries"))?;
-            for &(i, loc) in &wanted[k..j] {
+            for &(i, loc) in &wanted[run] {
                 let at = (loc.offset - start) as usize;
                 let (loaded, _, _) = parse_entry(oids[i], loc, &buf[at..at + loc.len as usize])?;
                 match snapshot {
@@ -190,7 +178,6 @@ impl Journal {
                     _ => out[i] = Some(loaded),
                 }
             }
-            k = j;
         }
         // Versions older than the newest follow back pointers one by one, and oids
         // without a record here may be in a file a pack replaced.

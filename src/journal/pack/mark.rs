@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use super::super::format::{decode_entry, ENTRY_HEADER};
+use super::super::index::read_runs;
 use super::super::index::Loc;
 use super::super::io::FileIo;
 use super::super::read::eof_as_corrupt;
@@ -200,20 +201,8 @@ impl Journal {
             st.end
         };
         found.sort_unstable_by_key(|(_, l)| l.offset);
-        let mut k = 0;
-        while k < found.len() {
-            let start = found[k].1.offset;
-            let mut stop = start + found[k].1.len as u64;
-            let mut j = k + 1;
-            while j < found.len() {
-                let l = found[j].1;
-                let l_end = l.offset + l.len as u64;
-                if l.offset > stop + GAP || l_end - start > RUN {
-                    break;
-                }
-                stop = stop.max(l_end);
-                j += 1;
-            }
+        for (run, bytes) in read_runs(&found[..], GAP, RUN) {
+            let (start, stop) = (bytes.start, bytes.end);
             if stop > end {
                 return Err(Error::corrupt(start, "index entries point outside the journal"));
             }
@@ -225,7 +214,7 @@ impl Journal {
             let buf = &mut buf[..want];
             file.read_exact_at(buf, start)
                 .map_err(|e| eof_as_corrupt(e, start, "record entries"))?;
-            for &(oid, loc) in &found[k..j] {
+            for &(oid, loc) in &found[run] {
                 let at = (loc.offset - start) as usize;
                 let entry = &buf[at..at + loc.len as usize];
                 let eh = decode_entry(entry).map_err(|why| Error::corrupt(loc.offset, why))?;
@@ -238,7 +227,6 @@ impl Journal {
                     walk.missing.oids.push(oid);
                 }
             }
-            k = j;
         }
         Ok(())
     }
