@@ -161,6 +161,29 @@ fn a_split_beside_a_concurrent_insert_never_loses_either() {
 }
 
 #[test]
+fn emptying_a_leaf_beside_an_insert_into_it_never_loses_the_insert() {
+    on_all_runtimes(|_| async {
+        // One side removes every key of some leaves (which unlinks them from their
+        // parent); the other, committed first, adds a key to one of those leaves.
+        let (db, tree) = tree_of((0..5_000).map(|k| k * 10)).await;
+        let mut want = entries(&db, tree).await;
+        let mut a = db.begin().await.unwrap();
+        let mut b = db.begin().await.unwrap();
+        for k in (1_000..=30_000).step_by(10) {
+            tree.remove(&mut a, &k).await.unwrap();
+        }
+        tree.insert(&mut b, 20_005, "b".into()).await.unwrap();
+        b.commit().await.unwrap();
+        want.insert(20_005, "b".into());
+        match a.commit().await {
+            Ok(_) => want.retain(|k, _| !(1_000..=30_000).contains(k) || k % 10 != 0),
+            Err(e) => assert!(e.is_conflict(), "{e}"),
+        }
+        assert_eq!(entries(&db, tree).await, want);
+    });
+}
+
+#[test]
 fn a_hot_counter_key_merges_across_many_transactions() {
     on_all_runtimes(|_| async {
         let dir = tempfile::tempdir().unwrap();

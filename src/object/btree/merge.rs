@@ -71,9 +71,10 @@ impl ValueMerge<Counter> for AddCounters {
 
 /// The three-way merge of a leaf, key by key; `None` (a conflict) when the two sides
 /// changed one key in a way that does not merge, when both added or both removed one
-/// key (the tree's length, merged apart, would count it twice), when the merge would
-/// empty the leaf (empty leaves are unlinked, which needs the parent), or when it would
-/// grow the leaf past the split bounds (a split needs the parent too).
+/// key (the tree's length, merged apart, would count it twice), when either side or the
+/// merge empties the leaf (empty leaves are unlinked, which changes the parent only on
+/// the side that emptied it), or when it would grow the leaf past the split bounds (a
+/// split needs the parent too).
 pub(super) fn merge_leaves<K: Key, V: Value, M: ValueMerge<V>>(
     committed: &BTreeNode<K, V, M>,
     base: &BTreeNode<K, V, M>,
@@ -87,6 +88,12 @@ pub(super) fn merge_leaves<K: Key, V: Value, M: ValueMerge<V>>(
     else {
         return None;
     };
+    // A side that emptied the leaf unlinked it from its parent (unless it is the root,
+    // which a leaf cannot tell): merging the other side's additions into it would put
+    // them where no lookup goes.
+    if ck.is_empty() || mk.is_empty() {
+        return None;
+    }
     let (mut c, mut b, mut m) = (Side::new(ck, cv), Side::new(bk, bv), Side::new(mk, mv));
     let mut keys = Vec::with_capacity(ck.len().max(mk.len()));
     let mut values = Vec::with_capacity(keys.capacity());
@@ -213,6 +220,8 @@ mod tests {
             (leaf(&[(1, 10)]), leaf(&[(1, 10), (3, 32)])),
             // Together they empty the leaf.
             (leaf(&[(3, 30)]), leaf(&[(1, 10)])),
+            // One side emptied it (and unlinked it), the other added to it.
+            (leaf(&[]), leaf(&[(1, 10), (2, 20), (3, 30)])),
         ];
         for (i, (committed, mine)) in cases.iter().enumerate() {
             assert!(merge_leaves(committed, &base, mine).is_none(), "case {i}");
