@@ -183,6 +183,80 @@ fn emptying_a_leaf_beside_an_insert_into_it_never_loses_the_insert() {
     });
 }
 
+/// Random changes of one transaction from `base`: its final value of every key it
+/// touched (`None`: removed).
+async fn random_changes(
+    tx: &mut durus::Transaction<Root>,
+    tree: Ref<BTree<u64, String>>,
+    base: &BTreeMap<u64, String>,
+    rng: &mut Rng,
+    tag: &str,
+) -> BTreeMap<u64, Option<String>> {
+    let mut view = base.clone();
+    let mut touched = BTreeMap::new();
+    // Keys in a narrow band, so that both sides often touch the same leaves.
+    let band = rng.u64(0..20) * 500;
+    for i in 0..rng.usize(1..40) {
+        let k = band + rng.u64(0..600);
+        if rng.u8(..6) == 0 {
+            // A run of removals that may empty whole leaves (which unlinks them).
+            let gone: Vec<u64> = view.range(k..k + 150).map(|(k, _)| *k).collect();
+            for k in gone {
+                tree.remove(tx, &k).await.unwrap();
+                view.remove(&k);
+                touched.insert(k, None);
+            }
+        } else if rng.bool() || !view.contains_key(&k) {
+            let v = format!("{tag}{i}");
+            tree.insert(tx, k, v.clone()).await.unwrap();
+            view.insert(k, v.clone());
+            touched.insert(k, Some(v));
+        } else {
+            tree.remove(tx, &k).await.unwrap();
+            view.remove(&k);
+            touched.insert(k, None);
+        }
+    }
+    touched
+}
+
+#[test]
+fn random_concurrent_changes_merge_or_conflict_and_never_lose_one() {
+    on_all_runtimes(|_| async {
+        let mut merged = 0;
+        for seed in 0..64u64 {
+            let mut rng = Rng::with_seed(seed);
+            let keys: Vec<u64> = (0..rng.u64(200..3_000)).map(|_| rng.u64(0..10_000)).collect();
+            let (db, tree) = tree_of(keys.iter().copied().collect::<StdSet<_>>()).await;
+            let base = entries(&db, tree).await;
+            let mut a = db.begin().await.unwrap();
+            let mut b = db.begin().await.unwrap();
+            let from_a = random_changes(&mut a, tree, &base, &mut rng, "a").await;
+            let from_b = random_changes(&mut b, tree, &base, &mut rng, "b").await;
+            a.commit().await.unwrap();
+            let mut want = base.clone();
+            let apply = |want: &mut BTreeMap<u64, String>, changes: &BTreeMap<u64, Option<String>>| {
+                for (k, v) in changes {
+                    match v {
+                        Some(v) => drop(want.insert(*k, v.clone())),
+                        None => drop(want.remove(k)),
+                    }
+                }
+            };
+            apply(&mut want, &from_a);
+            match b.commit().await {
+                Ok(_) => {
+                    merged += 1;
+                    apply(&mut want, &from_b);
+                }
+                Err(e) => assert!(e.is_conflict(), "seed {seed}: {e}"),
+            }
+            assert_eq!(entries(&db, tree).await, want, "seed {seed}");
+        }
+        assert!(merged > 0, "no pair of transactions merged in 64 tries");
+    });
+}
+
 #[test]
 fn a_hot_counter_key_merges_across_many_transactions() {
     on_all_runtimes(|_| async {
