@@ -13,6 +13,7 @@ use super::sql::{self, Sql};
 use super::{Sqlite, Writer};
 use crate::error::{Error, Result};
 use crate::record::{CommitRequest, Committed, Oid, Tid};
+use crate::storage::tables::{self, Screened};
 
 /// Oids reserved from the file at a time (at least what is asked for).
 const RESERVE: u64 = 256;
@@ -80,37 +81,27 @@ fn commit_group(s: &Sqlite, w: &mut Writer, reqs: &[CommitRequest]) -> Result<Ve
     let mut results = Vec::with_capacity(reqs.len());
     let mut wrote = false;
     for req in reqs {
-        let written = match req.validate(next_oid, last) {
-            Ok(w) => w,
-            Err(e) => {
-                results.push(Err(e));
+        let unissued = |o: Oid| (local_next..local_end).contains(&o.0);
+        let changed = |checks: &[(Oid, Tid)]| {
+            let mut hit = Vec::new();
+            for &(oid, after) in checks {
+                if sql::changed_after(&tx, oid, after)? {
+                    hit.push(oid);
+                }
+            }
+            Ok(hit)
+        };
+        let done = match tables::screen(req, next_oid, (last, last_ts), unissued, changed)? {
+            Screened::Answer(r) => {
+                results.push(r);
                 continue;
             }
+            Screened::Write(done) => done,
         };
-        // Reserved by this handle but not handed out yet: made up by the caller.
-        if let Some(&oid) = written.iter().find(|o| (local_next..local_end).contains(&o.0)) {
-            results.push(Err(Error::NotAllocated { oid }));
-            continue;
-        }
-        let conflicts = req.conflicts(&written, |oid, after| sql::changed_after(&tx, oid, after))?;
-        if !conflicts.is_empty() {
-            results.push(Err(Error::Conflict { oids: conflicts }));
-            continue;
-        }
-        if req.records.is_empty() {
-            results.push(Ok(Committed {
-                tid: last,
-                timestamp: last_ts,
-            }));
-            continue;
-        }
-        let tid = last.next();
-        let timestamp = crate::clock::now_micros().max(last_ts);
-        write(&tx, tid, timestamp, req)?;
+        write(&tx, done.tid, done.timestamp, req)?;
         wrote = true;
-        last = tid;
-        last_ts = timestamp;
-        results.push(Ok(Committed { tid, timestamp }));
+        (last, last_ts) = (done.tid, done.timestamp);
+        results.push(Ok(done));
     }
     if wrote {
         // While the COMMIT runs, a refresh that sees these tids leaves them to us: the
@@ -145,7 +136,7 @@ fn write(tx: &rusqlite::Transaction<'_>, tid: Tid, timestamp: u64, req: &CommitR
             r.oid.0 as i64,
             tid.0 as i64,
             r.data,
-            sql::refs_blob(&r.refs)
+            tables::refs_blob(&r.refs)
         ])
         .sql()?;
     }
