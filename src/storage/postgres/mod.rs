@@ -42,6 +42,10 @@ use sql::Conn;
 /// The PostgreSQL storage: [`Postgres`] on the blocking pool.
 pub type PostgresStorage = Unblocked<Postgres>;
 
+/// How long a connection attempt may take when the connection string does not say
+/// (`connect_timeout`).
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// How to open a PostgreSQL storage.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -129,6 +133,10 @@ impl Postgres {
         })?;
         if config.get_application_name().is_none() {
             config.application_name("durus");
+        }
+        // A host that does not answer fails the call instead of hanging it.
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
         }
         let mut conn = Conn::connect(&config, durable(&opts))?;
         conn.create_schema()?;
