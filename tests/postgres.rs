@@ -206,3 +206,28 @@ fn a_restarted_server_fails_the_work_in_flight_and_later_work_reconnects() {
         });
     }
 }
+
+#[test]
+fn oids_handed_out_before_a_server_crash_are_not_handed_out_again() {
+    let server = Arc::new(PgServer::start());
+    let db = server.database();
+    common::run_on("smol", async move {
+        let s = open(&db).await;
+        let before: BTreeSet<Oid> = s.new_oids(10).await.unwrap().into_iter().collect();
+        // Nothing committed since: only the reservation itself made the oids durable,
+        // also with this handle's commits not waiting for a flush (`open` makes it
+        // `Durability::Eventual`).
+        let srv = server.clone();
+        blocking::unblock(move || {
+            srv.crash();
+            srv.start_again();
+        })
+        .await;
+        drop(s);
+        let s = open(&db).await;
+        let after = s.new_oids(10).await.unwrap();
+        let highest = *before.iter().next_back().unwrap();
+        assert!(after.iter().all(|o| *o > highest), "{after:?} after {before:?}");
+        s.close().await.unwrap();
+    });
+}

@@ -250,6 +250,15 @@ impl PgServer {
         );
     }
 
+    /// Stops the server as a crash would (`-m immediate`: no shutdown checkpoint; the
+    /// next start recovers from the log).
+    pub fn crash(&self) {
+        run_as_postgres(
+            &self.bin.join("pg_ctl"),
+            &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
+        );
+    }
+
     /// Starts the server again after [`stop`](PgServer::stop).
     pub fn start_again(&self) {
         self.run_pg_ctl_start();

@@ -10,8 +10,10 @@
 //! Oids come from the sequence `durus_oid_seq`, a batch at a time. Sequences are not
 //! transactional and PostgreSQL does not flush a bare `nextval` to its log, so the
 //! reservation also raises the allocation mark in `durus_meta` in the same transaction:
-//! its `COMMIT` flushes the sequence's advance too, and no oid is handed out before
-//! that, so none is handed out twice, not after a crash of the server either.
+//! its `COMMIT` flushes the sequence's advance too (`synchronous_commit` on for it, also
+//! under [`Durability::Eventual`](crate::journal::Durability::Eventual)), and no oid is
+//! handed out before that, so none is handed out twice, not after a crash of the server
+//! either.
 
 use super::sql::{self, Conn};
 use super::Postgres;
@@ -46,6 +48,9 @@ pub(super) fn new_oids(s: &Postgres, n: u64) -> Result<Vec<Oid>> {
 fn reserve(c: &mut Conn, n: u64) -> Result<Vec<u64>> {
     let n = i64::try_from(n).map_err(|_| Error::Exhausted { what: "oids" })?;
     c.transaction("BEGIN", |c| {
+        // Flushed at COMMIT also under `Durability::Eventual`: an oid must never come
+        // back after a crash of the server, whatever commits it lost.
+        c.batch("SET LOCAL synchronous_commit = on")?;
         let rows = c
             .query(
                 "SELECT nextval('durus_oid_seq') FROM generate_series(1, $1::bigint)",
