@@ -215,8 +215,9 @@ pub enum Error {
         /// What was wrong with the bytes.
         reason: String,
     },
-    /// The connection to a storage server was lost before the answer arrived. For a
-    /// commit the outcome is unknown: it may have landed. The client reconnects on the
+    /// The connection to a storage server (or to the PostgreSQL database of a
+    /// `PostgresStorage`) was lost before the answer arrived, or could not be made. For a
+    /// commit the outcome is unknown: it may have landed. The storage reconnects on the
     /// next call; check with `changes_since` or by reading if a commit's fate matters.
     #[error("disconnected from the server: {reason}")]
     Disconnected {

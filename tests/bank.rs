@@ -31,12 +31,18 @@ const TRANSFERS: u64 = 25;
 
 async fn open(store: &Store) -> (Db<Bank>, Vec<Ref<Account>>) {
     let builder = DbBuilder::storage_arc(store.open().await);
-    // SQLite's loads always go through the blocking pool (it cannot tell a load that
-    // needs no wait), so on a loaded machine a retried transfer that missed the cache
-    // spends longer between its begin and its commit than the batched commits of the
-    // others, and needs more attempts than the default 20 to get through.
+    // SQLite's and PostgreSQL's loads always go through the blocking pool (they cannot
+    // tell a load that needs no wait), so on a loaded machine a retried transfer that
+    // missed the cache spends longer between its begin and its commit than the batched
+    // commits of the others, and needs more attempts than the default 20 to get through.
     #[cfg(feature = "sqlite")]
     let builder = if store.kind == Kind::Sqlite {
+        builder.max_attempts(1_000)
+    } else {
+        builder
+    };
+    #[cfg(feature = "postgres")]
+    let builder = if store.kind == Kind::Postgres {
         builder.max_attempts(1_000)
     } else {
         builder
@@ -285,7 +291,8 @@ fn bank_write_skew_is_rejected(kind: Kind) {
     });
 }
 
-// One test per storage kind (memory, the journal file, SQLite) for each body above.
+// One test per storage kind (memory, the journal file, SQLite, PostgreSQL) for each body
+// above.
 crate::storage_tests! {
     bank_on_tokio_multi_thread => super::bank_on_tokio_multi_thread;
     bank_on_smol => super::bank_on_smol;

@@ -112,6 +112,10 @@ fn a_store_goes_through_every_kind_and_comes_back_the_same() {
         let mut specs = vec![format!("file:{}", dir.path().join("a.durus").display())];
         #[cfg(feature = "sqlite")]
         specs.push(format!("sqlite:{}", dir.path().join("b.sqlite").display()));
+        #[cfg(feature = "postgres")]
+        let pg = common::postgres::database();
+        #[cfg(feature = "postgres")]
+        specs.push(pg.url());
         specs.push(dir.path().join("c.durus").display().to_string());
         let mut from = source.clone();
         for spec in &specs {
@@ -211,10 +215,17 @@ fn db_builder_url_opens_each_kind_by_configuration() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("u.durus");
         let sqlite = format!("sqlite:{}", dir.path().join("u.sqlite").display());
+        #[cfg(feature = "postgres")]
+        let pg = common::postgres::database();
+        #[cfg(feature = "postgres")]
+        let postgres = Some(pg.url());
+        #[cfg(not(feature = "postgres"))]
+        let postgres = None;
         let urls: Vec<String> = [
             Some(format!("file:{}", file.display())),
             Some("memory:".to_string()),
             cfg!(feature = "sqlite").then_some(sqlite),
+            postgres,
         ]
         .into_iter()
         .flatten()
@@ -259,7 +270,30 @@ fn db_builder_url_opens_each_kind_by_configuration() {
             .open()
             .await;
         assert!(matches!(refused, Err(Error::Invalid(_))));
-        assert!(DbBuilder::<Bank>::url("postgres://localhost/x").is_err());
+        assert!(DbBuilder::<Bank>::url("postgres://").is_err());
+        assert!(DbBuilder::<Bank>::url("ftp://localhost/x").is_err());
+        // A PostgreSQL database is always shared: `shared` is not a setting it takes.
+        #[cfg(feature = "postgres")]
+        {
+            let refused = DbBuilder::<Bank>::url(&pg.url())
+                .unwrap()
+                .shared(true)
+                .open()
+                .await;
+            assert!(matches!(refused, Err(Error::Invalid(_))), "{:?}", refused.err());
+        }
+        #[cfg(not(feature = "postgres"))]
+        {
+            let refused = DbBuilder::<Bank>::url("postgres://localhost/x")
+                .unwrap()
+                .open()
+                .await;
+            assert!(
+                matches!(refused, Err(Error::Unsupported { .. })),
+                "{:?}",
+                refused.err()
+            );
+        }
         assert!(DbBuilder::<Bank>::url("durus://nohost").is_err());
     });
 }
@@ -331,7 +365,13 @@ fn durus_copy_moves_a_store_and_refuses_what_it_cannot_do() {
     let src_s = src.display().to_string();
     let back = dir.path().join("back.durus");
     let back_s = back.display().to_string();
-    // Through SQLite where this build has it, else straight to another journal.
+    // Through PostgreSQL or SQLite where this build has it, else straight to another
+    // journal.
+    #[cfg(feature = "postgres")]
+    let pg = common::postgres::database();
+    #[cfg(feature = "postgres")]
+    let middle = pg.url();
+    #[cfg(not(feature = "postgres"))]
     let middle = if cfg!(feature = "sqlite") {
         format!("sqlite:{}", dir.path().join("mid.sqlite").display())
     } else {
@@ -364,7 +404,7 @@ fn durus_copy_moves_a_store_and_refuses_what_it_cannot_do() {
     assert_eq!(std::fs::read(&back).unwrap(), before);
 
     // Specs that do not parse are usage errors; a missing source leaves no file behind.
-    let (code, _, stderr) = durus(&["copy", &src_s, "postgres://db/x"]);
+    let (code, _, stderr) = durus(&["copy", &src_s, "ftp://db/x"]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("unknown storage scheme"), "{stderr}");
     let missing = dir.path().join("missing.durus").display().to_string();

@@ -7,7 +7,9 @@
 //! commit, and with that packer killed in the middle of a pack.
 //!
 //! With the feature `sqlite`, the four bankers also share one SQLite file
-//! (`SqliteStorage`), with and without one of them SIGKILLed.
+//! (`SqliteStorage`), with and without one of them SIGKILLed; with the feature
+//! `postgres`, one PostgreSQL database (`PostgresStorage`, on a private test server),
+//! likewise.
 //!
 //! The child processes are this test binary re-invoked on [`bank_child_process`], with
 //! their instructions in the environment. Each reports every transfer the database
@@ -69,6 +71,9 @@ enum Store {
     /// A SQLite file.
     #[cfg(feature = "sqlite")]
     Sqlite,
+    /// A PostgreSQL database (the "path" is its connection string).
+    #[cfg(feature = "postgres")]
+    Postgres,
 }
 
 impl Store {
@@ -77,6 +82,8 @@ impl Store {
             Store::Journal => "journal",
             #[cfg(feature = "sqlite")]
             Store::Sqlite => "sqlite",
+            #[cfg(feature = "postgres")]
+            Store::Postgres => "postgres",
         }
     }
 
@@ -85,6 +92,8 @@ impl Store {
             "journal" => Store::Journal,
             #[cfg(feature = "sqlite")]
             "sqlite" => Store::Sqlite,
+            #[cfg(feature = "postgres")]
+            "postgres" => Store::Postgres,
             other => panic!("unknown store {other}"),
         }
     }
@@ -98,6 +107,14 @@ async fn open(path: &Path, store: Store) -> Db<Bank> {
         Store::Sqlite => {
             let opts = durus::storage::SqliteOptions::default().shared(true);
             let s = durus::storage::SqliteStorage::open(path, opts).await.unwrap();
+            DbBuilder::storage(s).max_attempts(10_000).open().await.unwrap()
+        }
+        #[cfg(feature = "postgres")]
+        Store::Postgres => {
+            let conninfo = path.to_str().unwrap();
+            let s = durus::storage::PostgresStorage::open(conninfo, Default::default())
+                .await
+                .unwrap();
             DbBuilder::storage(s).max_attempts(10_000).open().await.unwrap()
         }
     }
@@ -244,7 +261,14 @@ fn run(kill: Kill, packs: bool) {
 
 fn run_on(store: Store, kill: Kill, packs: bool) {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("bank.durus");
+    #[allow(unused_mut)]
+    let mut path = dir.path().join("bank.durus");
+    #[cfg(feature = "postgres")]
+    let pg = (store == Store::Postgres).then(common::postgres::database);
+    #[cfg(feature = "postgres")]
+    if let Some(db) = &pg {
+        path = db.conninfo().into();
+    }
     futures::executor::block_on(create(&path, store));
     let (tx, rx) = mpsc::channel();
     let n = if packs { PROCESSES + 1 } else { PROCESSES };
@@ -368,4 +392,22 @@ fn four_processes_share_one_sqlite_file() {
 #[test]
 fn four_processes_share_one_sqlite_file_with_one_killed() {
     run_on(Store::Sqlite, Kill::Banker(15), false);
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn four_processes_share_one_postgres_database() {
+    run_on(Store::Postgres, Kill::None, false);
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn four_processes_share_one_postgres_database_with_one_killed() {
+    run_on(Store::Postgres, Kill::Banker(15), false);
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn four_processes_commit_to_postgres_while_a_fifth_packs() {
+    run_on(Store::Postgres, Kill::None, true);
 }

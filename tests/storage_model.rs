@@ -100,6 +100,9 @@ enum Kind {
     /// `SqliteStorage` on a file.
     #[cfg(feature = "sqlite")]
     Sqlite(PathBuf),
+    /// `PostgresStorage` on a fresh database of the test server.
+    #[cfg(feature = "postgres")]
+    Postgres(common::postgres::PgDatabase),
 }
 
 /// What keeps a storage under test alive: the file storage (to checkpoint), and for a
@@ -168,6 +171,20 @@ async fn open(kind: &Kind) -> (Arc<dyn Storage>, Held) {
             let s = durus::storage::SqliteStorage::open(p.clone(), opts)
                 .await
                 .expect("open sqlite storage");
+            (
+                Arc::new(s),
+                Held {
+                    reopenable: true,
+                    ..Held::default()
+                },
+            )
+        }
+        #[cfg(feature = "postgres")]
+        Kind::Postgres(db) => {
+            let opts = durus::storage::PostgresOptions::default().durability(Durability::Eventual);
+            let s = durus::storage::PostgresStorage::open(&db.conninfo(), opts)
+                .await
+                .expect("open postgres storage");
             (
                 Arc::new(s),
                 Held {
@@ -384,6 +401,15 @@ proptest! {
                 run_ops(Kind::Sqlite(dir.path().join("model.sqlite")), ops).await;
                 drop(dir);
             }
+        });
+    }
+
+    #[cfg(feature = "postgres")]
+    #[test]
+    fn postgres_storage_matches_model(ops in prop::collection::vec(op(), 1..40)) {
+        on_all_runtimes(|_| {
+            let db = common::postgres::database();
+            run_ops(Kind::Postgres(db), ops.clone())
         });
     }
 

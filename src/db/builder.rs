@@ -24,6 +24,7 @@ use crate::storage::{FileStorage, MemoryStorage, Storage, StorageSpec};
 /// | [`DbBuilder::storage`], [`DbBuilder::storage_arc`] | a [`Storage`] you opened yourself |
 /// | [`DbBuilder::url`]`(spec)` | wherever a [`StorageSpec`] string says (configuration) |
 /// | [`DbBuilder::storage`]`(SqliteStorage::open(path, opts).await?)` (feature `sqlite`) | a SQLite file |
+/// | [`DbBuilder::storage`]`(PostgresStorage::open(url, opts).await?)` (feature `postgres`) | a PostgreSQL database |
 ///
 /// | setting | default | applies to |
 /// |---|---|---|
@@ -143,11 +144,11 @@ impl<R> DbBuilder<R> {
     }
 
     /// A database wherever `spec` says (see [`StorageSpec`]): `file:PATH` (or a bare
-    /// path), `sqlite:PATH`, `durus://HOST:PORT`, `durus+unix:PATH` or `memory:`, so an
-    /// application picks its storage by configuration. Journal settings apply to a
-    /// journal file; a SQLite file takes [`durability`](DbBuilder::durability) and
-    /// [`shared`](DbBuilder::shared) and refuses the others, as every other kind
-    /// refuses them all.
+    /// path), `sqlite:PATH`, `postgres://...`, `durus://HOST:PORT`, `durus+unix:PATH` or
+    /// `memory:`, so an application picks its storage by configuration. Journal settings
+    /// apply to a journal file; a SQLite file takes [`durability`](DbBuilder::durability)
+    /// and [`shared`](DbBuilder::shared) and refuses the others, a PostgreSQL database
+    /// takes `durability` (it is always shared), as every other kind refuses them all.
     ///
     /// ```
     /// use durus::{Counter, Db, DbBuilder};
@@ -315,6 +316,7 @@ impl<R: Persistent + Default> DbBuilder<R> {
             Source::Spec(ref spec) => {
                 let taken: &[&str] = match spec {
                     StorageSpec::Sqlite(_) => &["durability", "shared"],
+                    StorageSpec::Postgres(_) => &["durability"],
                     _ => &[],
                 };
                 self.no_journal_settings(&format!("at {spec}"), taken)?;

@@ -8,7 +8,9 @@
 //!
 //! Implementations: [`MemoryStorage`] (in memory, for tests and caches),
 //! [`FileStorage`] (the journal file, the embedded default) and, with the feature
-//! `sqlite`, `SqliteStorage` (a SQLite file, module `sqlite`). `docs/DESIGN.md` in the
+//! `sqlite`, `SqliteStorage` (a SQLite file, module `sqlite`), and with the feature
+//! `postgres`, `PostgresStorage` (a PostgreSQL database shared by several processes and
+//! machines, module `postgres`). `docs/DESIGN.md` in the
 //! repository describes how `Unblocked` turns concurrent commits into write groups
 //! (group commit).
 
@@ -16,9 +18,13 @@ mod commit_queue;
 mod feed;
 mod file;
 mod memory;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 mod spec;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod tables;
 mod unblocked;
 
 use futures::future::BoxFuture;
@@ -34,6 +40,8 @@ pub(crate) use feed::Feed;
 pub use feed::{Change, FEED_CAPACITY};
 pub use file::FileStorage;
 pub use memory::MemoryStorage;
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresOptions, PostgresStorage};
 pub use spec::StorageSpec;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteOptions, SqliteStorage};

@@ -17,6 +17,7 @@ use crate::journal::JournalOptions;
 /// |---|---|
 /// | `file:PATH`, or a bare `PATH` | the journal file at `PATH` ([`FileStorage`]) |
 /// | `sqlite:PATH` | a SQLite file (`SqliteStorage`, feature `sqlite`) |
+/// | `postgres://...`, `postgresql://...` | a PostgreSQL database (`PostgresStorage`, feature `postgres`); the whole URL is the connection string, e.g. `postgres://app@db.example.com/objects` or, on a Unix socket, `postgresql:///objects?host=/run/postgresql` |
 /// | `durus://HOST:PORT` | a `durus serve` server over TCP (`ClientStorage`, feature `server`) |
 /// | `durus+unix:PATH` | a `durus serve` server on a Unix-domain socket (feature `server`) |
 /// | `memory:` | memory ([`MemoryStorage`]), gone with the process |
@@ -41,6 +42,8 @@ pub enum StorageSpec {
     File(PathBuf),
     /// A SQLite file.
     Sqlite(PathBuf),
+    /// A PostgreSQL database: the whole `postgres://` (or `postgresql://`) URL.
+    Postgres(String),
     /// A server at `host:port`.
     Server(String),
     /// A server on a Unix-domain socket at this path.
@@ -65,6 +68,11 @@ impl FromStr for StorageSpec {
         }
         if let Some(rest) = s.strip_prefix("sqlite:") {
             return Ok(StorageSpec::Sqlite(nonempty("file", rest)?.into()));
+        }
+        for scheme in ["postgres://", "postgresql://"] {
+            if s.strip_prefix(scheme).is_some_and(|rest| !rest.is_empty()) {
+                return Ok(StorageSpec::Postgres(s.to_string()));
+            }
         }
         if let Some(rest) = s.strip_prefix("durus+unix:") {
             return Ok(StorageSpec::ServerUnix(nonempty("socket path", rest)?.into()));
@@ -98,7 +106,7 @@ impl FromStr for StorageSpec {
             if looks_like_scheme {
                 return Err(Error::Invalid(format!(
                     "unknown storage scheme {scheme:?} in {s:?} (known: file:, sqlite:, \
-                     durus://, durus+unix:, memory:)"
+                     postgres://, durus://, durus+unix:, memory:)"
                 )));
             }
         }
@@ -111,6 +119,7 @@ impl fmt::Display for StorageSpec {
         match self {
             StorageSpec::File(p) => write!(f, "file:{}", p.display()),
             StorageSpec::Sqlite(p) => write!(f, "sqlite:{}", p.display()),
+            StorageSpec::Postgres(url) => f.write_str(url),
             StorageSpec::Server(a) => write!(f, "durus://{a}"),
             StorageSpec::ServerUnix(p) => write!(f, "durus+unix:{}", p.display()),
             StorageSpec::Memory => write!(f, "memory:"),
@@ -120,8 +129,8 @@ impl fmt::Display for StorageSpec {
 
 impl StorageSpec {
     /// Opens the storage. A journal file is opened with `journal`; a SQLite file takes
-    /// its durability and sharing from it (the rest of `journal` is the journal's own);
-    /// a server and memory ignore it.
+    /// its durability and sharing from it, a PostgreSQL database its durability (the
+    /// rest of `journal` is the journal's own); a server and memory ignore it.
     ///
     /// # Errors
     ///
@@ -136,6 +145,7 @@ impl StorageSpec {
             StorageSpec::File(path) => Ok(Arc::new(FileStorage::open(path.clone(), journal.clone()).await?)),
             StorageSpec::Memory => Ok(Arc::new(MemoryStorage::new())),
             StorageSpec::Sqlite(path) => open_sqlite(path, journal).await,
+            StorageSpec::Postgres(url) => open_postgres(url, journal).await,
             StorageSpec::Server(_) | StorageSpec::ServerUnix(_) => open_server(self).await,
         }
     }
@@ -163,6 +173,19 @@ async fn open_sqlite(path: &std::path::Path, journal: &JournalOptions) -> Result
 async fn open_sqlite(_: &std::path::Path, _: &JournalOptions) -> Result<Arc<dyn Storage>> {
     Err(Error::Unsupported {
         what: "a SQLite store (this build has no cargo feature `sqlite`)".into(),
+    })
+}
+
+#[cfg(feature = "postgres")]
+async fn open_postgres(url: &str, journal: &JournalOptions) -> Result<Arc<dyn Storage>> {
+    let opts = super::PostgresOptions::default().durability(journal.durability);
+    Ok(Arc::new(super::PostgresStorage::open(url, opts).await?))
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn open_postgres(_: &str, _: &JournalOptions) -> Result<Arc<dyn Storage>> {
+    Err(Error::Unsupported {
+        what: "a PostgreSQL store (this build has no cargo feature `postgres`)".into(),
     })
 }
 
@@ -194,6 +217,8 @@ mod tests {
         for s in [
             "file:a/b.durus",
             "sqlite:x.sqlite",
+            "postgres://app@db.example.com:5432/objects",
+            "postgresql:///objects?host=/run/postgresql",
             "durus://127.0.0.1:2972",
             "durus://db.example.com:1",
             "durus+unix:/run/durus.sock",
@@ -233,7 +258,8 @@ mod tests {
             "durus://host:port",
             "durus://host:99999",
             "durus+unix:",
-            "postgres://localhost/db",
+            "postgres://",
+            "postgresql://",
             "ftp://x",
         ] {
             match s.parse::<StorageSpec>() {

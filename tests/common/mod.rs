@@ -7,6 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use durus::journal::io::FileIo;
 
+#[cfg(feature = "postgres")]
+pub mod postgres;
 #[cfg(feature = "python-interop")]
 pub mod python;
 pub mod script;

@@ -17,6 +17,9 @@ pub enum Kind {
     /// `SqliteStorage` (feature `sqlite`).
     #[cfg(feature = "sqlite")]
     Sqlite,
+    /// `PostgresStorage` (feature `postgres`), on a fresh database of the test server.
+    #[cfg(feature = "postgres")]
+    Postgres,
 }
 
 /// Where one test's storage lives, from which it is opened and reopened.
@@ -24,6 +27,9 @@ pub struct Store {
     pub kind: Kind,
     pub dir: tempfile::TempDir,
     memory: MemoryStorage,
+    /// The test's database, for `Kind::Postgres`.
+    #[cfg(feature = "postgres")]
+    pub pg: Option<super::postgres::PgDatabase>,
 }
 
 impl Store {
@@ -33,7 +39,15 @@ impl Store {
             kind,
             dir: tempfile::tempdir().expect("tempdir"),
             memory: MemoryStorage::new(),
+            #[cfg(feature = "postgres")]
+            pg: (kind == Kind::Postgres).then(super::postgres::database),
         }
+    }
+
+    /// The connection string of the test's PostgreSQL database.
+    #[cfg(feature = "postgres")]
+    pub fn conninfo(&self) -> String {
+        self.pg.as_ref().expect("a postgres store").conninfo()
     }
 
     /// The path of the store's file (unused by memory).
@@ -42,6 +56,8 @@ impl Store {
             Kind::Memory | Kind::File => self.dir.path().join("store.durus"),
             #[cfg(feature = "sqlite")]
             Kind::Sqlite => self.dir.path().join("store.sqlite"),
+            #[cfg(feature = "postgres")]
+            Kind::Postgres => self.dir.path().join("unused"),
         }
     }
 
@@ -68,6 +84,15 @@ impl Store {
                 )
                 .await
                 .expect("open the sqlite storage"),
+            ),
+            #[cfg(feature = "postgres")]
+            Kind::Postgres => Arc::new(
+                durus::storage::PostgresStorage::open(
+                    &self.conninfo(),
+                    durus::storage::PostgresOptions::default().durability(durability),
+                )
+                .await
+                .expect("open the postgres storage"),
             ),
         }
     }
@@ -109,6 +134,11 @@ macro_rules! storage_tests {
             #[test]
             fn sqlite() {
                 ($body)($crate::common::storages::Kind::Sqlite)
+            }
+            #[cfg(feature = "postgres")]
+            #[test]
+            fn postgres() {
+                ($body)($crate::common::storages::Kind::Postgres)
             }
         }
     };

@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::output::{count_spinner, ClearOnDrop, Format, Output};
 use crate::store::{JsonReport, LongHelp, StoreArgs};
 
-/// Copy a whole store into an empty one of any kind (journal, SQLite, server)
+/// Copy a whole store into an empty one of any kind (journal, SQLite, PostgreSQL, server)
 #[derive(clap::Args, Debug)]
 #[command(
     long_about = "\
@@ -23,7 +23,9 @@ not copied. TO must hold no transactions yet: a new file, or an empty server's s
 New objects in TO get ids after the highest one copied.
 
 FROM and TO are storage specs: a journal file (`file:PATH` or a bare PATH), a SQLite file
-(`sqlite:PATH`, in builds with the `sqlite` feature), a durus server
+(`sqlite:PATH`, in builds with the `sqlite` feature), a PostgreSQL database
+(`postgres://USER@HOST/DBNAME` or `postgresql:///DBNAME?host=/SOCKET/DIR`, in builds
+with the `postgres` feature; TO must hold no durus transactions), a durus server
 (`durus://HOST:PORT` or `durus+unix:PATH`). A journal FROM is opened read-only, beside
 any writer. If the copy fails, a TO file it created is removed again.
 
@@ -31,7 +33,7 @@ On a terminal a progress counter is drawn on stderr; the result is one line on s
     after_long_help = long_help()
 )]
 pub struct Args {
-    /// The store to copy (a spec: PATH, file:PATH, sqlite:PATH, durus://HOST:PORT)
+    /// The store to copy (a spec: PATH, file:PATH, sqlite:PATH, postgres://..., durus://HOST:PORT)
     #[arg(value_name = "FROM", value_parser = spec)]
     pub from: String,
     /// The empty store to copy into (a spec, as FROM)

@@ -13,6 +13,7 @@ use super::sql::{self, Sql};
 use super::{Sqlite, Writer};
 use crate::error::{Error, Result};
 use crate::record::{CommitRequest, Committed, Oid, Tid};
+use crate::storage::tables::{self, Screened};
 
 /// Oids reserved from the file at a time (at least what is asked for).
 const RESERVE: u64 = 256;
@@ -100,37 +101,19 @@ fn commit_group(s: &Sqlite, w: &mut Writer, reqs: &[CommitRequest]) -> Result<Ve
     let mut results = Vec::with_capacity(reqs.len());
     let mut wrote = false;
     for req in reqs {
-        let written = match req.validate(next_oid, last) {
-            Ok(w) => w,
-            Err(e) => {
-                results.push(Err(e));
+        let unissued = |o: Oid| (local_next..local_end).contains(&o.0);
+        let changed = |checks: &[(Oid, Tid)]| changed_since(&tx, checks);
+        let done = match tables::screen(req, next_oid, (last, last_ts), unissued, changed)? {
+            Screened::Answer(r) => {
+                results.push(r);
                 continue;
             }
+            Screened::Write(done) => done,
         };
-        // Reserved by this handle but not handed out yet: made up by the caller.
-        if let Some(&oid) = written.iter().find(|o| (local_next..local_end).contains(&o.0)) {
-            results.push(Err(Error::NotAllocated { oid }));
-            continue;
-        }
-        let conflicts = conflicts(&tx, req, &written)?;
-        if !conflicts.is_empty() {
-            results.push(Err(Error::Conflict { oids: conflicts }));
-            continue;
-        }
-        if req.records.is_empty() {
-            results.push(Ok(Committed {
-                tid: last,
-                timestamp: last_ts,
-            }));
-            continue;
-        }
-        let tid = last.next();
-        let timestamp = crate::clock::now_micros().max(last_ts);
-        write(&tx, tid, timestamp, req)?;
+        write(&tx, done.tid, done.timestamp, req)?;
         wrote = true;
-        last = tid;
-        last_ts = timestamp;
-        results.push(Ok(Committed { tid, timestamp }));
+        (last, last_ts) = (done.tid, done.timestamp);
+        results.push(Ok(done));
     }
     if wrote {
         // While the COMMIT runs, a refresh that sees these tids leaves them to us: the
@@ -152,19 +135,33 @@ fn commit_group(s: &Sqlite, w: &mut Writer, reqs: &[CommitRequest]) -> Result<Ve
     Ok(results)
 }
 
-/// The oids of `req` changed after the points it is checked from. Usually the
-/// snapshot is recent and few versions were stored since: those are read in one query
-/// and every oid is checked against them, instead of one query per oid (a bulk load of
-/// 10,000 fresh oids asked 10,000 times).
-fn conflicts(tx: &rusqlite::Transaction<'_>, req: &CommitRequest, written: &[Oid]) -> Result<Vec<Oid>> {
-    let from = req.rebased.iter().map(|r| r.1).fold(req.snapshot, Tid::min);
-    let checks = req.reads.len() + written.len();
-    match sql::changes_after(tx, from, checks.saturating_mul(4).max(256))? {
-        Some(recent) => req.conflicts(written, |oid, after| {
-            Ok(recent.get(&oid).is_some_and(|&newest| newest > after))
-        }),
-        None => req.conflicts(written, |oid, after| sql::changed_after(tx, oid, after)),
+/// Which of the oids to check were written after their tid. Usually the snapshot is
+/// recent and few versions were stored since: those are read in one query and every
+/// oid is checked against them, instead of one query per oid (a bulk load of 10,000
+/// fresh oids asked 10,000 times). A snapshot far behind is checked one oid at a time.
+fn changed_since(tx: &rusqlite::Transaction<'_>, checks: &[(Oid, Tid)]) -> Result<Vec<Oid>> {
+    let Some(from) = checks.iter().map(|c| c.1).min() else {
+        return Ok(Vec::new());
+    };
+    let mut hit = Vec::new();
+    match sql::changes_after(tx, from, checks.len().saturating_mul(4).max(256))? {
+        Some(recent) => {
+            hit.extend(
+                checks
+                    .iter()
+                    .filter(|(oid, after)| recent.get(oid).is_some_and(|newest| newest > after))
+                    .map(|c| c.0),
+            );
+        }
+        None => {
+            for &(oid, after) in checks {
+                if sql::changed_after(tx, oid, after)? {
+                    hit.push(oid);
+                }
+            }
+        }
     }
+    Ok(hit)
 }
 
 /// Inserts one transaction's rows.
@@ -180,7 +177,7 @@ fn write(tx: &rusqlite::Transaction<'_>, tid: Tid, timestamp: u64, req: &CommitR
             r.oid.0 as i64,
             tid.0 as i64,
             r.data,
-            sql::refs_blob(&r.refs)
+            tables::refs_blob(&r.refs)
         ])
         .sql()?;
     }

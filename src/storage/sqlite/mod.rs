@@ -31,13 +31,13 @@ mod commit;
 mod pack;
 mod sql;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rusqlite::Connection;
 
+use super::tables::{self, View};
 use super::{SyncStorage, Unblocked};
 use crate::error::{Error, Result};
 use crate::journal::{Durability, SnapshotPin};
@@ -120,22 +120,6 @@ struct Writer {
     end_oid: u64,
 }
 
-/// What this handle knows, shared by its threads.
-struct View {
-    /// The last transaction this handle has seen (its own, or others' it caught up with).
-    known: Tid,
-    /// The oldest snapshot this handle serves: the pack point (raised by a pack of this
-    /// handle as soon as it has chosen its point, so no pin can be taken behind it).
-    history_from: Tid,
-    /// Pinned snapshots and how many pins each has.
-    pins: BTreeMap<u64, usize>,
-    /// The last tid of the write group this handle is committing, `Tid::ZERO` if none.
-    writing: Tid,
-    closed: bool,
-    /// Set by a failed commit: writes are refused until the file is reopened.
-    poisoned: Option<(String, Arc<std::io::Error>)>,
-}
-
 impl std::fmt::Debug for Sqlite {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let v = crate::sync::lock(&self.view);
@@ -177,14 +161,7 @@ impl Sqlite {
             })),
             readers: Mutex::new(Vec::new()),
             watch: Mutex::new(Some((watch, version))),
-            view: Arc::new(Mutex::new(View {
-                known,
-                history_from,
-                pins: BTreeMap::new(),
-                writing: Tid::ZERO,
-                closed: false,
-                poisoned: None,
-            })),
+            view: View::new(known, history_from),
             packing: Mutex::new(()),
             lock: Mutex::new(Some(lock)),
         })
@@ -197,11 +174,7 @@ impl Sqlite {
 
     /// The view, or [`Error::Closed`].
     fn view(&self) -> Result<MutexGuard<'_, View>> {
-        let v = crate::sync::lock(&self.view);
-        if v.closed {
-            return Err(Error::Closed);
-        }
-        Ok(v)
+        View::open(&self.view)
     }
 
     /// Whether commits sync (`synchronous=FULL`).
@@ -275,17 +248,6 @@ impl Sqlite {
             })
             .collect()
     }
-
-    /// The pack point, refusing `after` before it.
-    fn check_history(&self, after: Tid) -> Result<Tid> {
-        let v = self.view()?;
-        if after < v.history_from {
-            return Err(Error::HistoryGone {
-                oldest: v.history_from,
-            });
-        }
-        Ok(v.known)
-    }
 }
 
 /// Takes `<path>.lock`: shared, or exclusively for a handle that does not share.
@@ -323,17 +285,11 @@ fn data_version(conn: &Connection) -> Result<i64> {
 
 impl SyncStorage for Sqlite {
     fn load(&self, oid: Oid) -> Result<Loaded> {
-        self.read(|c| self.load_in(c, &[oid], None))?
-            .pop()
-            .flatten()
-            .ok_or(Error::NotFound { oid })
+        tables::found(self.read(|c| self.load_in(c, &[oid], None))?, oid)
     }
 
     fn load_at(&self, oid: Oid, snapshot: Tid) -> Result<Loaded> {
-        self.read(|c| self.load_in(c, &[oid], Some(snapshot)))?
-            .pop()
-            .flatten()
-            .ok_or(Error::NotFound { oid })
+        tables::found(self.read(|c| self.load_in(c, &[oid], Some(snapshot)))?, oid)
     }
 
     fn load_many(&self, oids: &[Oid], snapshot: Option<Tid>) -> Result<Vec<Option<Loaded>>> {
@@ -355,18 +311,8 @@ impl SyncStorage for Sqlite {
     }
 
     fn changes_since(&self, since: Tid) -> Result<Changes> {
-        let known = self.view()?.known;
-        if since > known {
-            return Err(Error::snapshot_ahead(since, known));
-        }
-        let mut oids: Vec<Oid> = self
-            .transactions(since)?
-            .into_iter()
-            .flat_map(|t| t.oids)
-            .collect();
-        oids.sort_unstable();
-        oids.dedup();
-        Ok(Changes { tid: known, oids })
+        let known = self.view()?.changes_upto(since)?;
+        Ok(tables::changes(self.transactions(since)?, known))
     }
 
     fn last_tid(&self) -> Result<Tid> {
@@ -391,22 +337,14 @@ impl SyncStorage for Sqlite {
             (sql::max_tid(&tx)?, Tid(sql::meta(&tx, "history_from")? as u64))
         };
         *seen = now;
-        let mut v = self.view()?;
-        // Only this handle's own group, still committing: not news from others.
-        if last > v.writing {
-            v.known = v.known.max(last);
-        }
-        v.history_from = v.history_from.max(from);
-        Ok(v.known)
+        Ok(self.view()?.caught_up(last, from))
     }
 
     fn transactions(&self, after: Tid) -> Result<Vec<TxInfo>> {
-        let known = self.check_history(after)?;
-        let txs = self.read(|c| sql::transactions(c, after, known))?;
-        Ok(txs
-            .into_iter()
-            .map(|(tid, timestamp, oids)| TxInfo { tid, timestamp, oids })
-            .collect())
+        let known = self.view()?.check_history(after)?;
+        Ok(tables::tx_infos(
+            self.read(|c| sql::transactions(c, after, known))?,
+        ))
     }
 
     fn tid_at_time(&self, timestamp: u64) -> Result<Tid> {
@@ -443,27 +381,7 @@ impl SyncStorage for Sqlite {
     }
 
     fn pin(&self, snapshot: Tid) -> Result<SnapshotPin> {
-        let mut v = self.view()?;
-        if snapshot > v.known {
-            return Err(Error::snapshot_ahead(snapshot, v.known));
-        }
-        if snapshot < v.history_from {
-            return Err(Error::HistoryGone {
-                oldest: v.history_from,
-            });
-        }
-        *v.pins.entry(snapshot.0).or_default() += 1;
-        drop(v);
-        let view = self.view.clone();
-        Ok(SnapshotPin::on_release(move || {
-            let mut v = crate::sync::lock(&view);
-            if let Some(n) = v.pins.get_mut(&snapshot.0) {
-                *n -= 1;
-                if *n == 0 {
-                    v.pins.remove(&snapshot.0);
-                }
-            }
-        }))
+        tables::pin(&self.view, snapshot)
     }
 
     fn pack(

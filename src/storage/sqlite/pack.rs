@@ -21,32 +21,19 @@ use rusqlite::{params, Connection, TransactionBehavior};
 use super::sql::{self, Sql};
 use super::Sqlite;
 use crate::error::{Error, Result};
-use crate::journal::{Keep, PackOptions, PackPhase, PackProgress, PackReport};
+use crate::journal::{Keep, PackOptions, PackPhase, PackReport};
 use crate::record::{Oid, Tid};
+use crate::storage::tables::{self, progress, Walk};
 
 /// Oids the walk visits between looks at `cancel`.
 const STEP: usize = 256;
-/// Most missing oids named in [`Error::DanglingRefs`].
-const NAMED: usize = 100;
-
-/// The walk's state: what is marked, what is still to visit, what was found missing.
-#[derive(Default)]
-struct Walk {
-    marked: HashSet<u64>,
-    todo: Vec<Oid>,
-    objects: u64,
-    object_bytes: u64,
-    dangling: Vec<Oid>,
-    dangling_count: u64,
+/// The walk's steps on this storage's tables.
+trait Visit {
+    fn roots_after(&mut self, conn: &Connection, after: Tid, upto: Tid) -> Result<()>;
+    fn run(&mut self, conn: &Connection, point: Tid, opts: &PackOptions, cancel: &AtomicBool) -> Result<()>;
 }
 
-impl Walk {
-    fn push(&mut self, oid: Oid) {
-        if self.marked.insert(oid.0) {
-            self.todo.push(oid);
-        }
-    }
-
+impl Visit for Walk {
     /// Adds the refs of every version after `after` (and at or before `upto`) as roots.
     fn roots_after(&mut self, conn: &Connection, after: Tid, upto: Tid) -> Result<()> {
         let mut st = conn
@@ -59,7 +46,7 @@ impl Walk {
             .sql()?;
         for row in rows {
             let (oid, tid, refs) = row.sql()?;
-            for r in sql::parse_refs(Oid(oid as u64), Tid(tid as u64), &refs)? {
+            for r in crate::storage::tables::parse_refs(Oid(oid as u64), Tid(tid as u64), &refs)? {
                 self.push(r);
             }
         }
@@ -79,21 +66,10 @@ impl Walk {
                 progress(opts, PackPhase::Marking, self.objects, self.object_bytes);
             }
             match sql::load_visible(conn, oid, point)? {
-                Some(l) => {
-                    self.objects += 1;
-                    self.object_bytes += (l.record.data.len() + 8 * l.record.refs.len()) as u64;
-                    for r in l.record.refs {
-                        self.push(r);
-                    }
-                }
+                Some(l) => self.reached(l),
                 // Made after the point (kept as it is), or the root of an empty store.
                 None if oid == Oid::ROOT || exists(conn, oid)? => {}
-                None => {
-                    self.dangling_count += 1;
-                    if self.dangling.len() < NAMED {
-                        self.dangling.push(oid);
-                    }
-                }
+                None => self.missing(oid),
             }
         }
         Ok(())
@@ -104,16 +80,6 @@ fn exists(conn: &Connection, oid: Oid) -> Result<bool> {
     conn.prepare_cached("SELECT 1 FROM durus_object WHERE oid = ?1 LIMIT 1")
         .and_then(|mut s| s.exists([oid.0 as i64]))
         .sql()
-}
-
-fn progress(opts: &PackOptions, phase: PackPhase, objects: u64, bytes: u64) {
-    if let Some(p) = &opts.progress {
-        p(&PackProgress {
-            phase,
-            objects,
-            bytes,
-        });
-    }
 }
 
 /// Bytes of stored versions (data and refs): what a pack frees is measured in these.
@@ -153,28 +119,11 @@ pub(super) fn pack(s: &Sqlite, opts: &PackOptions, cancel: &AtomicBool) -> Resul
     let _one = crate::sync::lock(&s.packing);
     drop(s.writer()?); // refuses a closed or poisoned handle before any work
     crate::storage::SyncStorage::refresh(s)?;
-    // The point, and the raised floor that keeps new pins behind it from being taken.
     let known = s.view()?.known;
     let wanted = s.read(|c| wanted_point(c, opts.keep, known))?;
-    let (point, floor_before) = {
-        let mut v = s.view()?;
-        let pinned = v.pins.keys().next().map_or(wanted, |&t| Tid(t));
-        let point = wanted.min(pinned).max(v.history_from);
-        let before = v.history_from;
-        if !opts.dry_run {
-            v.history_from = point;
-        }
-        (point, before)
-    };
-    let r = walk_and_delete(s, point, opts, cancel);
-    if r.is_err() && !opts.dry_run {
-        // Nothing was deleted: the older snapshots are served again.
-        let mut v = crate::sync::lock(&s.view);
-        if v.history_from == point {
-            v.history_from = floor_before;
-        }
-    }
-    r
+    tables::pack_at(&s.view, wanted, opts.dry_run, |point| {
+        walk_and_delete(s, point, opts, cancel)
+    })
 }
 
 fn walk_and_delete(s: &Sqlite, point: Tid, opts: &PackOptions, cancel: &AtomicBool) -> Result<PackReport> {
@@ -199,10 +148,7 @@ fn walk_and_delete(s: &Sqlite, point: Tid, opts: &PackOptions, cancel: &AtomicBo
         dangling: walk.dangling_count,
     };
     if walk.dangling_count > 0 && !opts.force {
-        return Err(Error::DanglingRefs {
-            count: walk.dangling_count,
-            oids: walk.dangling,
-        });
+        return Err(walk.dangling_error());
     }
     if opts.dry_run {
         report.bytes_after = bytes_before.saturating_sub(droppable(s, point, &walk.marked)?);
@@ -224,10 +170,7 @@ fn walk_and_delete(s: &Sqlite, point: Tid, opts: &PackOptions, cancel: &AtomicBo
     let never = AtomicBool::new(false);
     walk.run(&tx, point, opts, &never)?;
     if walk.dangling_count > report.dangling && !opts.force {
-        return Err(Error::DanglingRefs {
-            count: walk.dangling_count,
-            oids: walk.dangling,
-        });
+        return Err(walk.dangling_error());
     }
     tx.execute_batch(
         "CREATE TEMP TABLE IF NOT EXISTS durus_keep (oid INTEGER PRIMARY KEY); DELETE FROM durus_keep;",

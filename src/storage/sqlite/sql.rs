@@ -19,7 +19,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
 use crate::error::{Error, Result};
-use crate::record::{be_u64, Loaded, Oid, Record, Tid};
+use crate::record::{Loaded, Oid, Record, Tid};
 
 /// The schema version this build reads and writes.
 pub(super) const FORMAT: i64 = 1;
@@ -144,25 +144,6 @@ pub(super) fn timestamp_of(conn: &Connection, tid: Tid) -> Result<u64> {
     Ok(t.unwrap_or(0) as u64)
 }
 
-/// The refs column of a record.
-pub(super) fn refs_blob(refs: &[Oid]) -> Vec<u8> {
-    refs.iter().flat_map(|o| o.to_bytes()).collect()
-}
-
-/// Reads a refs column back; a length that is not a multiple of 8 is damage.
-pub(super) fn parse_refs(oid: Oid, tid: Tid, blob: &[u8]) -> Result<Vec<Oid>> {
-    if !blob.len().is_multiple_of(8) {
-        return Err(Error::corrupt(
-            0,
-            format!(
-                "the refs of oid {oid} at tid {tid} are {} bytes, not a multiple of 8",
-                blob.len()
-            ),
-        ));
-    }
-    Ok(blob.chunks_exact(8).map(|c| Oid(be_u64(c))).collect())
-}
-
 /// The version of `oid` visible at `at` (the newest with a tid at or before it).
 pub(super) fn load_visible(conn: &Connection, oid: Oid, at: Tid) -> Result<Option<Loaded>> {
     let row: Option<(i64, Vec<u8>, Vec<u8>)> = conn
@@ -181,7 +162,7 @@ pub(super) fn load_visible(conn: &Connection, oid: Oid, at: Tid) -> Result<Optio
         return Ok(None);
     };
     let tid = Tid(tid as u64);
-    let refs = parse_refs(oid, tid, &refs)?;
+    let refs = crate::storage::tables::parse_refs(oid, tid, &refs)?;
     Ok(Some(Loaded {
         record: Record { oid, data, refs },
         tid,

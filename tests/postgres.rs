@@ -1,0 +1,233 @@
+//! What `PostgresStorage` promises beyond the conformance suite (which runs it with every
+//! other storage): oids never handed out twice across reopens, several handles on one
+//! database seeing each other's commits (on the change feed too) and conflicting
+//! serializably, Unix-socket URLs, and a server restart under a live `Db`: the work in
+//! flight fails with `Error::Disconnected`, later work reconnects by itself.
+#![cfg(feature = "postgres")]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use common::postgres::{PgDatabase, PgServer};
+use durus::record::{CommitRequest, Oid, Record};
+use durus::storage::{Change, PostgresOptions, PostgresStorage, Storage};
+use durus::{Counter, Db, DbBuilder, Durability, Error};
+use futures::StreamExt;
+
+/// The runtimes these tests run under.
+const RUNTIMES: [&str; 2] = ["tokio-multi-thread", "smol"];
+
+async fn open(db: &PgDatabase) -> PostgresStorage {
+    let opts = PostgresOptions::default().durability(Durability::Eventual);
+    PostgresStorage::open(&db.conninfo(), opts).await.expect("open")
+}
+
+#[test]
+fn oids_are_never_handed_out_twice_also_after_a_reopen() {
+    for rt in RUNTIMES {
+        let db = common::postgres::database();
+        common::run_on(rt, async move {
+            let mut seen = BTreeSet::new();
+            for _ in 0..3 {
+                let a = open(&db).await;
+                let b = open(&db).await;
+                for s in [&a, &b] {
+                    for o in s.new_oids(300).await.unwrap() {
+                        assert!(o != Oid::ROOT && seen.insert(o), "oid {o} handed out twice");
+                    }
+                }
+                // An oid handed out to one handle may be written through the other one,
+                // an oid reserved by nobody may not.
+                let o = a.new_oids(1).await.unwrap()[0];
+                b.catch_up().await.unwrap();
+                let snapshot = b.last_tid().await.unwrap();
+                let req = |oid| CommitRequest {
+                    snapshot,
+                    records: vec![Record::new(oid, b"x".to_vec(), vec![])],
+                    ..Default::default()
+                };
+                b.commit(req(o)).await.unwrap();
+                let never = Oid(1 << 50);
+                assert!(matches!(
+                    b.commit(req(never)).await,
+                    Err(Error::NotAllocated { oid }) if oid == never
+                ));
+                a.close().await.unwrap();
+                b.close().await.unwrap();
+            }
+        });
+    }
+}
+
+#[test]
+fn handles_on_one_database_see_each_others_commits_and_conflict() {
+    for rt in RUNTIMES {
+        let db = common::postgres::database();
+        common::run_on(rt, async move {
+            let a: Db<Counter> = DbBuilder::storage(open(&db).await).open().await.unwrap();
+            let b: Db<Counter> = DbBuilder::storage(open(&db).await).open().await.unwrap();
+            let mut feed = b.changes();
+
+            // A commit of one handle reaches the other's transactions and its feed.
+            let mut tx = a.begin().await.unwrap();
+            tx.root_mut().await.unwrap().increment();
+            let first = tx.commit().await.unwrap();
+            let tx = b.begin().await.unwrap();
+            assert_eq!(tx.root().await.unwrap().get(), 1);
+            drop(tx);
+            match feed.next().await {
+                Some(Change::Committed { tid, oids, .. }) => {
+                    assert_eq!(tid, first.tid);
+                    assert_eq!(oids, vec![Oid::ROOT]);
+                }
+                other => panic!("the feed said {other:?}"),
+            }
+
+            // Two transactions on one snapshot that both write the root: the second to
+            // commit conflicts (a counter would merge, so the root is read and written
+            // as a plain value through `root_mut` and a non-mergeable change of both).
+            let storage_a = open(&db).await;
+            let storage_b = open(&db).await;
+            let snapshot = storage_a.last_tid().await.unwrap();
+            let write = |data: &[u8]| CommitRequest {
+                snapshot,
+                records: vec![Record::new(Oid::ROOT, data.to_vec(), vec![])],
+                ..Default::default()
+            };
+            storage_b.catch_up().await.unwrap();
+            storage_a.commit(write(b"\xa0")).await.unwrap();
+            match storage_b.commit(write(b"\xa0")).await {
+                Err(Error::Conflict { oids }) => assert_eq!(oids, vec![Oid::ROOT]),
+                other => panic!("expected a conflict, got {other:?}"),
+            }
+            // A read-only dependency conflicts just the same.
+            let req = CommitRequest {
+                snapshot,
+                reads: vec![Oid::ROOT],
+                records: vec![Record::new(
+                    storage_b.new_oids(1).await.unwrap()[0],
+                    vec![1],
+                    vec![],
+                )],
+                ..Default::default()
+            };
+            assert!(matches!(storage_b.commit(req).await, Err(Error::Conflict { .. })));
+            for s in [storage_a, storage_b] {
+                s.close().await.unwrap();
+            }
+            a.close().await.unwrap();
+            b.close().await.unwrap();
+        });
+    }
+}
+
+#[test]
+fn a_unix_socket_url_opens_through_db_builder_url() {
+    for rt in RUNTIMES {
+        let db = common::postgres::database();
+        common::run_on(rt, async move {
+            let url = db.url();
+            assert!(url.starts_with("postgresql:///"), "{url}");
+            let d: Db<Counter> = DbBuilder::url(&url).unwrap().open().await.unwrap();
+            let mut tx = d.begin().await.unwrap();
+            tx.root_mut().await.unwrap().increment();
+            tx.commit().await.unwrap();
+            d.close().await.unwrap();
+            let d: Db<Counter> = DbBuilder::url(&url).unwrap().open().await.unwrap();
+            assert_eq!(d.begin().await.unwrap().root().await.unwrap().get(), 1);
+            d.close().await.unwrap();
+        });
+    }
+}
+
+#[test]
+fn a_server_that_is_not_there_is_a_clear_error() {
+    let server = Arc::new(PgServer::start());
+    let db = server.database();
+    server.stop();
+    common::run_on("smol", async move {
+        match PostgresStorage::open(&db.conninfo(), PostgresOptions::default()).await {
+            Err(Error::Disconnected { reason }) => assert!(reason.contains("PostgreSQL"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            PostgresStorage::open("host=/x port=notaport", PostgresOptions::default()).await,
+            Err(Error::Invalid(_))
+        ));
+    });
+}
+
+#[test]
+fn a_restarted_server_fails_the_work_in_flight_and_later_work_reconnects() {
+    for rt in RUNTIMES {
+        // A server of its own: it is stopped under the test's feet.
+        let server = Arc::new(PgServer::start());
+        let db = server.database();
+        common::run_on(rt, async move {
+            let d: Db<Counter> = DbBuilder::storage(open(&db).await).open().await.unwrap();
+            let mut tx = d.begin().await.unwrap();
+            tx.root_mut().await.unwrap().increment();
+            tx.commit().await.unwrap();
+
+            // A transaction in flight when the server restarts.
+            let mut in_flight = d.begin().await.unwrap();
+            in_flight.root_mut().await.unwrap().increment();
+            let s = server.clone();
+            blocking::unblock(move || {
+                s.stop();
+                s.start_again();
+            })
+            .await;
+            match in_flight.commit().await {
+                Err(Error::Disconnected { reason }) => {
+                    assert!(reason.contains("PostgreSQL"), "{reason}");
+                }
+                other => panic!("the commit across a restart gave {other:?}"),
+            }
+
+            // While the server is down, work fails with the same error; once it is back,
+            // the next transactions reconnect and commit.
+            let s = server.clone();
+            blocking::unblock(move || s.stop()).await;
+            assert!(matches!(d.begin().await, Err(Error::Disconnected { .. })));
+            let s = server.clone();
+            blocking::unblock(move || s.start_again()).await;
+            for _ in 0..2 {
+                let mut tx = d.begin().await.unwrap();
+                tx.root_mut().await.unwrap().increment();
+                tx.commit().await.unwrap();
+            }
+            let d2: Db<Counter> = DbBuilder::storage(open(&db).await).open().await.unwrap();
+            assert_eq!(d2.begin().await.unwrap().root().await.unwrap().get(), 3);
+            d2.close().await.unwrap();
+            d.close().await.unwrap();
+        });
+    }
+}
+
+#[test]
+fn oids_handed_out_before_a_server_crash_are_not_handed_out_again() {
+    let server = Arc::new(PgServer::start());
+    let db = server.database();
+    common::run_on("smol", async move {
+        let s = open(&db).await;
+        let before: BTreeSet<Oid> = s.new_oids(10).await.unwrap().into_iter().collect();
+        // Nothing committed since: only the reservation itself made the oids durable,
+        // also with this handle's commits not waiting for a flush (`open` makes it
+        // `Durability::Eventual`).
+        let srv = server.clone();
+        blocking::unblock(move || {
+            srv.crash();
+            srv.start_again();
+        })
+        .await;
+        drop(s);
+        let s = open(&db).await;
+        let after = s.new_oids(10).await.unwrap();
+        let highest = *before.iter().next_back().unwrap();
+        assert!(after.iter().all(|o| *o > highest), "{after:?} after {before:?}");
+        s.close().await.unwrap();
+    });
+}
