@@ -116,6 +116,7 @@ pub fn sample_data() -> Vec<Vec<u8>> {
     let branch: BTreeNode<String, Vec<u8>> = BTreeNode::Branch {
         keys: vec!["m".into()],
         children: vec![Ref::from_oid(Oid(11)), Ref::from_oid(Oid(12))],
+        merge: std::marker::PhantomData,
     };
     let enc = |r: durus::Result<(Vec<u8>, Vec<Oid>)>| r.expect("encoding a seed value").0;
     vec![
