@@ -183,7 +183,7 @@ pub(crate) fn screen(
         .chain(&written)
         .map(|&o| (o, req.checked_after(o)))
         .collect();
-    let hit = changed(&checks)?;
+    let hit: std::collections::HashSet<Oid> = changed(&checks)?.into_iter().collect();
     let conflicts = req.conflicts(&written, |oid, _| Ok(hit.contains(&oid)))?;
     if !conflicts.is_empty() {
         return Ok(Screened::Answer(Err(Error::Conflict { oids: conflicts })));

@@ -127,6 +127,13 @@ impl Postgres {
     /// [`Error::Version`] for tables made by a newer durus, [`Error::Format`] for
     /// tables of the same names that are not durus's, [`Error::Io`] for other failures
     /// PostgreSQL reports.
+    ///
+    /// # Threads
+    ///
+    /// This is the synchronous engine: it blocks, and the PostgreSQL client it uses
+    /// runs a small runtime of its own, which must not be created or dropped on a
+    /// thread that is driving an async runtime (tokio panics). From async code open
+    /// [`PostgresStorage`] instead, which does all of that on the blocking pool.
     pub fn open(conninfo: &str, opts: PostgresOptions) -> Result<Postgres> {
         let mut config: postgres::Config = conninfo.parse().map_err(|e| {
             Error::Invalid(format!("a PostgreSQL connection string that does not parse: {e}"))
