@@ -266,6 +266,31 @@ impl Walk {
             oids: self.dangling.clone(),
         }
     }
+
+    /// The report of a pack whose walk this was, from the pack point through `seen`
+    /// over `bytes_before` stored (nothing freed yet); [`Error::DanglingRefs`] if the
+    /// walk found dangling refs and `opts` does not force the pack.
+    pub(crate) fn report(
+        &self,
+        point: Tid,
+        seen: Tid,
+        bytes_before: u64,
+        opts: &crate::journal::PackOptions,
+    ) -> Result<crate::journal::PackReport> {
+        if self.dangling_count > 0 && !opts.force {
+            return Err(self.dangling_error());
+        }
+        Ok(crate::journal::PackReport {
+            dry_run: opts.dry_run,
+            history_from: point,
+            objects: self.objects,
+            object_bytes: self.object_bytes,
+            transactions: seen.0.saturating_sub(point.0),
+            bytes_before,
+            bytes_after: bytes_before,
+            dangling: self.dangling_count,
+        })
+    }
 }
 
 /// Tells `opts`'s progress callback, if any, how far a pack is.

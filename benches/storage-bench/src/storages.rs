@@ -43,6 +43,8 @@ struct Lane {
     /// Whether the spec names a file created fresh per store (else one remote store
     /// that holds every run's records).
     local: bool,
+    /// Whether this is the lane held to the target against plain SQLite.
+    sqlite: bool,
 }
 
 fn lanes(args: &Args, dir: &Path) -> Vec<Lane> {
@@ -56,11 +58,13 @@ fn lanes(args: &Args, dir: &Path) -> Vec<Lane> {
             name: "durus journal".into(),
             spec: at("durus", StorageSpec::File),
             local: true,
+            sqlite: false,
         },
         Lane {
             name: "durus SqliteStorage".into(),
             spec: at("sqlite", StorageSpec::Sqlite),
             local: true,
+            sqlite: true,
         },
     ];
     for s in &args.storages {
@@ -69,6 +73,7 @@ fn lanes(args: &Args, dir: &Path) -> Vec<Lane> {
             name: format!("durus {s}"),
             spec: Box::new(move |_| spec.clone()),
             local: false,
+            sqlite: false,
         });
     }
     out
@@ -167,7 +172,7 @@ pub fn ws(args: &Args, dir: &Path, verdicts: &mut Vec<Verdict>) {
         let r = rate(args.records, start.elapsed());
         block_on(s.close()).expect("close after W1");
         w1.row(vec![lane.name.clone(), per_sec(r), format!("{:.2}", r / plain)]);
-        if lane.name == "durus SqliteStorage" {
+        if lane.sqlite {
             verdicts.push(ratio_verdict(
                 "WS W1 SqliteStorage / plain SQLite",
                 r,
@@ -203,7 +208,7 @@ pub fn ws(args: &Args, dir: &Path, verdicts: &mut Vec<Verdict>) {
             block_on(commits(&*s, n, per));
             let r = rate(total, start.elapsed());
             block_on(s.close()).expect("close after W2");
-            if lane.name == "durus SqliteStorage" {
+            if lane.sqlite {
                 sqlite_storage = r;
             }
             row.push(per_sec(r));

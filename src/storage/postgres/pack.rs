@@ -124,19 +124,7 @@ fn walk_and_delete(s: &Postgres, point: Tid, opts: &PackOptions, cancel: &Atomic
             Ok((walk, seen, stored_bytes(c)?))
         })
     })?;
-    let mut report = PackReport {
-        dry_run: opts.dry_run,
-        history_from: point,
-        objects: walk.objects,
-        object_bytes: walk.object_bytes,
-        transactions: seen.0.saturating_sub(point.0),
-        bytes_before,
-        bytes_after: bytes_before,
-        dangling: walk.dangling_count,
-    };
-    if walk.dangling_count > 0 && !opts.force {
-        return Err(walk.dangling_error());
-    }
+    let mut report = walk.report(point, seen, bytes_before, opts)?;
     if opts.dry_run {
         report.bytes_after = bytes_before.saturating_sub(s.read(|c| droppable(c, point, &walk.marked))?);
         return Ok(report);

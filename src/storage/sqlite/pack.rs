@@ -137,19 +137,7 @@ fn walk_and_delete(s: &Sqlite, point: Tid, opts: &PackOptions, cancel: &AtomicBo
         walk.run(&tx, point, opts, cancel)?;
         Ok((walk, seen, stored_bytes(&tx)?))
     })?;
-    let mut report = PackReport {
-        dry_run: opts.dry_run,
-        history_from: point,
-        objects: walk.objects,
-        object_bytes: walk.object_bytes,
-        transactions: seen.0.saturating_sub(point.0),
-        bytes_before,
-        bytes_after: bytes_before,
-        dangling: walk.dangling_count,
-    };
-    if walk.dangling_count > 0 && !opts.force {
-        return Err(walk.dangling_error());
-    }
+    let mut report = walk.report(point, seen, bytes_before, opts)?;
     if opts.dry_run {
         report.bytes_after = bytes_before.saturating_sub(droppable(s, point, &walk.marked)?);
         return Ok(report);
