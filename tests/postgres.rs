@@ -14,7 +14,7 @@ use common::postgres::{PgDatabase, PgServer};
 use durus::record::{CommitRequest, Oid, Record};
 use durus::storage::{Change, PostgresOptions, PostgresStorage, Storage};
 use durus::{Counter, Db, DbBuilder, Durability, Error};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 
 /// The runtimes these tests run under.
 const RUNTIMES: [&str; 2] = ["tokio-multi-thread", "smol"];
@@ -229,5 +229,124 @@ fn oids_handed_out_before_a_server_crash_are_not_handed_out_again() {
         let highest = *before.iter().next_back().unwrap();
         assert!(after.iter().all(|o| *o > highest), "{after:?} after {before:?}");
         s.close().await.unwrap();
+    });
+}
+
+/// The next event of `feed`, or a panic if none comes within a generous bound (so a
+/// missing notification fails the test instead of hanging it).
+async fn next_change(feed: &mut futures::stream::BoxStream<'static, Change>) -> Change {
+    let timer = blocking::unblock(|| std::thread::sleep(std::time::Duration::from_secs(60)));
+    match futures::future::select(feed.next(), Box::pin(timer)).await {
+        futures::future::Either::Left((Some(c), _)) => c,
+        futures::future::Either::Left((None, _)) => panic!("the feed ended"),
+        futures::future::Either::Right(_) => panic!("no change reached the feed in 60 s"),
+    }
+}
+
+/// Three commits of `writer`, their tids.
+async fn three_commits(writer: &Db<Counter>) -> Vec<durus::record::Tid> {
+    let mut tids = Vec::new();
+    for _ in 0..3 {
+        let mut tx = writer.begin().await.unwrap();
+        tx.root_mut().await.unwrap().increment();
+        tids.push(tx.commit().await.unwrap().tid);
+    }
+    tids
+}
+
+#[test]
+fn other_handles_commits_reach_the_feed_of_a_db_that_begins_nothing() {
+    for rt in RUNTIMES {
+        let db = common::postgres::database();
+        common::run_on(rt, async move {
+            let watcher: Db<Counter> = DbBuilder::storage(open(&db).await).open().await.unwrap();
+            let mut feed = watcher.changes();
+            let writer: Db<Counter> = DbBuilder::storage(open(&db).await).open().await.unwrap();
+            let tids = three_commits(&writer).await;
+            // The watcher began nothing since it subscribed: only the notifications its
+            // listening connection heard can have told it.
+            let mut heard = Vec::new();
+            while heard.len() < tids.len() {
+                match next_change(&mut feed).await {
+                    Change::Committed { tid, oids, .. } => {
+                        assert_eq!(oids, vec![Oid::ROOT]);
+                        heard.push(tid);
+                    }
+                    other => panic!("the feed said {other:?}"),
+                }
+            }
+            assert_eq!(heard, tids);
+            writer.close().await.unwrap();
+            watcher.close().await.unwrap();
+        });
+    }
+}
+
+#[test]
+fn without_listening_other_handles_commits_arrive_with_the_next_begin() {
+    for rt in RUNTIMES {
+        let db = common::postgres::database();
+        common::run_on(rt, async move {
+            let opts = PostgresOptions::default()
+                .durability(Durability::Eventual)
+                .listen(false);
+            let quiet = PostgresStorage::open(&db.conninfo(), opts).await.unwrap();
+            let watcher: Db<Counter> = DbBuilder::storage(quiet).open().await.unwrap();
+            let mut feed = watcher.changes();
+            let writer: Db<Counter> = DbBuilder::storage(open(&db).await).open().await.unwrap();
+            let tids = three_commits(&writer).await;
+            // Long enough for a notification to have arrived, had anyone listened.
+            blocking::unblock(|| std::thread::sleep(std::time::Duration::from_millis(300))).await;
+            assert!(
+                feed.next().now_or_never().is_none(),
+                "news without listening or a begin"
+            );
+            // The begin asks the database, and the feed hears of all three.
+            let tx = watcher.begin().await.unwrap();
+            assert_eq!(tx.root().await.unwrap().get(), 3);
+            drop(tx);
+            for want in tids {
+                match next_change(&mut feed).await {
+                    Change::Committed { tid, .. } => assert_eq!(tid, want),
+                    other => panic!("the feed said {other:?}"),
+                }
+            }
+            writer.close().await.unwrap();
+            watcher.close().await.unwrap();
+        });
+    }
+}
+
+#[test]
+fn the_listening_connection_comes_back_after_a_server_restart() {
+    let server = Arc::new(PgServer::start());
+    let db = server.database();
+    common::run_on("tokio-multi-thread", async move {
+        let watcher: Db<Counter> = DbBuilder::storage(open(&db).await).open().await.unwrap();
+        let mut feed = watcher.changes();
+        let s = server.clone();
+        blocking::unblock(move || {
+            s.stop();
+            s.start_again();
+        })
+        .await;
+        // A handle opened after the restart commits; the watcher, which began nothing,
+        // hears of it once its listener has connected again (its catch-up after the
+        // new LISTEN may be what tells it). The second round comes while it listens:
+        // only notifications can tell of that one.
+        let writer: Db<Counter> = DbBuilder::storage(open(&db).await).open().await.unwrap();
+        for _ in 0..2 {
+            let tids = three_commits(&writer).await;
+            let mut heard = Vec::new();
+            while heard.len() < tids.len() {
+                match next_change(&mut feed).await {
+                    Change::Committed { tid, .. } => heard.push(tid),
+                    other => panic!("the feed said {other:?}"),
+                }
+            }
+            assert_eq!(heard, tids);
+        }
+        writer.close().await.unwrap();
+        watcher.close().await.unwrap();
     });
 }

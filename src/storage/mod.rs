@@ -34,6 +34,7 @@ use crate::error::Result;
 use crate::journal::{BackupOptions, BackupReport, PackOptions, PackReport, SnapshotPin};
 use crate::record::{Changes, CommitRequest, Committed, Loaded, Oid, Record, Tid, TxInfo};
 use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 #[cfg(feature = "server")]
 pub(crate) use feed::Feed;
@@ -215,6 +216,9 @@ pub trait Storage: Send + Sync + 'static {
     fn close(&self) -> BoxFuture<'_, Result<()>>;
 }
 
+/// What [`SyncStorage::watch`] calls when other processes may have committed.
+pub type News = Arc<dyn Fn() + Send + Sync>;
+
 /// A synchronous storage engine. [`Unblocked`] turns any `SyncStorage` into a
 /// [`Storage`]; the methods mean the same as there.
 pub trait SyncStorage: Send + Sync + 'static {
@@ -267,6 +271,15 @@ pub trait SyncStorage: Send + Sync + 'static {
     /// Catches up with other processes' transactions; returns the last tid known.
     fn refresh(&self) -> Result<Tid> {
         self.last_tid()
+    }
+    /// Asks the engine to call `news` whenever other processes may have committed, from
+    /// a thread of its own (which may block), so that their commits reach the change
+    /// feed without waiting for the next [`refresh`](SyncStorage::refresh).
+    /// [`Unblocked`] calls it once, right after wrapping the engine, with a `news` that
+    /// refreshes and announces. Engines that cannot hear of others' commits keep the
+    /// default, which does nothing: their news arrive with the next refresh.
+    fn watch(&self, news: News) {
+        let _ = news;
     }
     /// See [`Storage::transactions`].
     fn transactions(&self, after: Tid) -> Result<Vec<TxInfo>>;

@@ -172,11 +172,25 @@ impl Drop for ReleaseOnPanic<'_> {
 impl<S: SyncStorage> Unblocked<S> {
     /// Wraps an engine.
     pub fn new(inner: S) -> Self {
-        let feed = Feed::starting_after(inner.last_tid().unwrap_or(Tid::ZERO));
+        let feed = Arc::new(Feed::starting_after(inner.last_tid().unwrap_or(Tid::ZERO)));
+        let inner = Arc::new(inner);
+        // The engine's own thread calls this, so it may block; it holds the engine
+        // weakly, so that the engine's news never keep it open.
+        let engine = Arc::downgrade(&inner);
+        let news_feed = feed.clone();
+        inner.watch(Arc::new(move || {
+            if let Some(engine) = engine.upgrade() {
+                // A refresh that fails (the database went away) is tried again with
+                // the next news or the next transaction.
+                if engine.refresh().is_ok() {
+                    announce(&*engine, &news_feed);
+                }
+            }
+        }));
         Unblocked {
-            inner: Arc::new(inner),
+            inner,
             commits: Arc::default(),
-            feed: Arc::new(feed),
+            feed,
             auto_pack: Arc::default(),
         }
     }

@@ -16,7 +16,7 @@
 //! either.
 
 use super::sql::{self, Conn};
-use super::Postgres;
+use super::{listen, Postgres};
 use crate::error::{Error, Result};
 use crate::record::{CommitRequest, Committed, Oid, Tid};
 use crate::storage::tables::{self, Screened};
@@ -113,6 +113,13 @@ fn commit_group(s: &Postgres, c: &mut Conn, reqs: &[CommitRequest]) -> Result<(V
         // Db hears of them from this commit, not as another process's.
         crate::sync::lock(&s.view).writing = last;
         results.push(Ok(done));
+    }
+    if results.iter().any(|r| r.is_ok()) {
+        // Delivered to every listening handle when the group commits (see `listen.rs`).
+        c.query(
+            "SELECT pg_notify($1, $2)",
+            &[&listen::CHANNEL, &last.0.to_string()],
+        )?;
     }
     Ok((results, last))
 }

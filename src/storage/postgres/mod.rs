@@ -19,7 +19,9 @@
 //! the newest one. The group is durable when PostgreSQL's `COMMIT` returns. A handle
 //! learns what others committed when it is asked to catch up
 //! ([`SyncStorage::refresh`], on every `Db::begin`): one cheap query for the newest tid,
-//! whose news then reach the change feed, so every `Db`'s cache stays right.
+//! whose news then reach the change feed, so every `Db`'s cache stays right. Between
+//! those, a connection of its own `LISTEN`s for the notification every write group
+//! sends, so others' commits reach the change feed as they happen (`listen.rs`).
 //!
 //! Connections come from a small pool. When the server restarts (or the network breaks)
 //! the connections in use fail: a commit on one fails with [`Error::Disconnected`] (its
@@ -27,6 +29,7 @@
 //! tells), a read is retried once on a new connection, and later calls connect again.
 
 mod commit;
+mod listen;
 mod pack;
 mod sql;
 
@@ -58,6 +61,11 @@ pub struct PostgresOptions {
     /// Most idle connections kept for reuse (default 8); more are opened while more
     /// calls run at once.
     pub pool_size: usize,
+    /// Whether the handle keeps a connection that `LISTEN`s for other processes'
+    /// commits (default `true`), so that they reach its change feed as they happen.
+    /// Without it they arrive with the next `Db::begin`, which asks the database
+    /// either way.
+    pub listen: bool,
 }
 
 impl Default for PostgresOptions {
@@ -65,6 +73,7 @@ impl Default for PostgresOptions {
         PostgresOptions {
             durability: Durability::Immediate,
             pool_size: 8,
+            listen: true,
         }
     }
 }
@@ -79,6 +88,12 @@ impl PostgresOptions {
     /// These options with another [`pool_size`](PostgresOptions::pool_size).
     pub fn pool_size(mut self, pool_size: usize) -> Self {
         self.pool_size = pool_size;
+        self
+    }
+
+    /// These options with [`listen`](PostgresOptions::listen) on or off.
+    pub fn listen(mut self, listen: bool) -> Self {
+        self.listen = listen;
         self
     }
 }
@@ -99,6 +114,8 @@ pub struct Postgres {
     view: Arc<Mutex<View>>,
     /// One pack at a time in this process.
     packing: Mutex<()>,
+    /// The thread hearing other processes' commits, once watched.
+    listener: Mutex<Option<listen::Listener>>,
 }
 
 impl std::fmt::Debug for Postgres {
@@ -156,6 +173,7 @@ impl Postgres {
             reserved: Mutex::default(),
             view: View::new(known, history_from),
             packing: Mutex::new(()),
+            listener: Mutex::new(None),
         })
     }
 
@@ -286,6 +304,18 @@ impl SyncStorage for Postgres {
         true
     }
 
+    fn watch(&self, news: crate::storage::News) {
+        if !self.opts.listen {
+            return;
+        }
+        match listen::Listener::start(self.config.clone(), self.view.clone(), news) {
+            Ok(l) => *crate::sync::lock(&self.listener) = Some(l),
+            // Without the thread the news arrive with the next refresh, as with
+            // `listen` off.
+            Err(e) => log::warn!("durus: cannot start listening for PostgreSQL commits: {e}"),
+        }
+    }
+
     fn refresh(&self) -> Result<Tid> {
         let (last, from) = self.read(|c| c.last_and_history())?;
         Ok(self.view()?.caught_up(last, from))
@@ -327,6 +357,10 @@ impl SyncStorage for Postgres {
     }
 
     fn close(&self) -> Result<()> {
+        let listener = crate::sync::lock(&self.listener).take();
+        if let Some(l) = listener {
+            l.stop_and_wait();
+        }
         let writer = crate::sync::lock(&self.writer).take();
         crate::sync::lock(&self.view).closed = true;
         let idle = std::mem::take(&mut *crate::sync::lock(&self.pool));
@@ -339,6 +373,9 @@ impl SyncStorage for Postgres {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
+        if let Some(l) = crate::sync::lock(&self.listener).as_ref() {
+            l.stop();
+        }
         // The client ends a session on a runtime of its own, which must not start on a
         // thread that drives an async runtime, and the last handle may well be dropped
         // on one: the sessions are ended on a thread of their own.
