@@ -350,3 +350,150 @@ fn the_listening_connection_comes_back_after_a_server_restart() {
         watcher.close().await.unwrap();
     });
 }
+
+/// A history-free handle on `db`.
+async fn open_history_free(db: &PgDatabase) -> PostgresStorage {
+    let opts = PostgresOptions::default()
+        .durability(Durability::Eventual)
+        .history_free(true);
+    PostgresStorage::open(&db.conninfo(), opts)
+        .await
+        .expect("open history-free")
+}
+
+/// Rows of `durus_object` in `db`, counted on a connection of the test's own.
+async fn object_rows(db: &PgDatabase) -> i64 {
+    let conninfo = db.conninfo();
+    blocking::unblock(move || {
+        let mut c = postgres::Client::connect(&conninfo, postgres::NoTls).expect("connect");
+        c.query_one("SELECT count(*) FROM durus_object", &[])
+            .expect("count the rows")
+            .get(0)
+    })
+    .await
+}
+
+#[test]
+fn history_free_keeps_only_current_states_and_a_stale_read_conflicts() {
+    for rt in RUNTIMES {
+        let kept = common::postgres::database();
+        let free = common::postgres::database();
+        common::run_on(rt, async move {
+            // The same ten commits on both kinds of database.
+            for (db, history_free) in [(&kept, false), (&free, true)] {
+                let storage = match history_free {
+                    true => open_history_free(db).await,
+                    false => open(db).await,
+                };
+                let d: Db<Counter> = DbBuilder::storage(storage).open().await.unwrap();
+                for _ in 0..10 {
+                    let mut tx = d.begin().await.unwrap();
+                    tx.root_mut().await.unwrap().increment();
+                    tx.commit().await.unwrap();
+                }
+                d.close().await.unwrap();
+            }
+            assert_eq!(object_rows(&kept).await, 11, "every version kept");
+            assert_eq!(object_rows(&free).await, 1, "only the current state");
+
+            // A read at a snapshot older than the root's only version gets no older
+            // version: it conflicts (a storage read; a Db's cache may still hold the
+            // version its snapshot sees, and serves it). A Db retries on a new snapshot.
+            let reader: Db<Counter> = DbBuilder::storage(open_history_free(&free).await)
+                .open()
+                .await
+                .unwrap();
+            let writer: Db<Counter> = DbBuilder::storage(open_history_free(&free).await)
+                .open()
+                .await
+                .unwrap();
+            let stale = open_history_free(&free).await;
+            let snapshot = stale.last_tid().await.unwrap();
+            assert!(stale.load_at(Oid::ROOT, snapshot).await.is_ok());
+            let mut tx = writer.begin().await.unwrap();
+            tx.root_mut().await.unwrap().increment();
+            tx.commit().await.unwrap();
+            stale.catch_up().await.unwrap();
+            match stale.load_at(Oid::ROOT, snapshot).await {
+                Err(Error::Conflict { oids }) => assert_eq!(oids, vec![Oid::ROOT]),
+                other => panic!("a stale read gave {other:?}"),
+            }
+            match stale.load_many(vec![Oid::ROOT], Some(snapshot)).await {
+                Err(Error::Conflict { oids }) => assert_eq!(oids, vec![Oid::ROOT]),
+                other => panic!("a stale read of many gave {other:?}"),
+            }
+            // Newest reads are served.
+            assert!(stale.load(Oid::ROOT).await.is_ok());
+            stale.close().await.unwrap();
+            let seen = reader
+                .transact(|tx| Box::pin(async move { Ok(tx.root().await?.get()) }))
+                .await
+                .unwrap();
+            assert_eq!(seen, 11);
+            // The change feed and `transactions` still name what each transaction wrote.
+            let storage = open_history_free(&free).await;
+            let txs = storage.transactions(durus::record::Tid::ZERO).await.unwrap();
+            assert_eq!(txs.len(), 12, "the root's creation and eleven increments");
+            assert!(txs.iter().all(|t| t.oids == vec![Oid::ROOT]), "{txs:?}");
+            storage.close().await.unwrap();
+            reader.close().await.unwrap();
+            writer.close().await.unwrap();
+        });
+    }
+}
+
+#[test]
+fn a_database_keeps_the_history_mode_it_was_made_with() {
+    let kept = common::postgres::database();
+    let free = common::postgres::database();
+    common::run_on("smol", async move {
+        open(&kept).await.close().await.unwrap();
+        open_history_free(&free).await.close().await.unwrap();
+        for (db, history_free) in [(&kept, true), (&free, false)] {
+            let opts = PostgresOptions::default().history_free(history_free);
+            match PostgresStorage::open(&db.conninfo(), opts).await {
+                Err(Error::Invalid(why)) => assert!(why.contains("history"), "{why}"),
+                Err(e) => panic!("the other mode gave {e}"),
+                Ok(_) => panic!("opened with the other history mode"),
+            }
+        }
+    });
+}
+
+#[test]
+fn a_history_free_pack_drops_what_is_unreachable() {
+    let db = common::postgres::database();
+    common::run_on("smol", async move {
+        let s = open_history_free(&db).await;
+        let [child, other] = s.new_oids(2).await.unwrap()[..] else {
+            panic!("two oids")
+        };
+        let commit = |refs: Vec<Oid>, more: Option<Oid>| {
+            let s = &s;
+            async move {
+                s.catch_up().await.unwrap();
+                let snapshot = s.last_tid().await.unwrap();
+                let mut records = vec![Record::new(Oid::ROOT, b"root".to_vec(), refs)];
+                records.extend(more.map(|o| Record::new(o, b"leaf".to_vec(), vec![])));
+                s.commit(CommitRequest {
+                    snapshot,
+                    records,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            }
+        };
+        commit(vec![child, other], Some(child)).await;
+        commit(vec![child, other], Some(other)).await;
+        // `other` is unreachable from here on; `child` stays.
+        commit(vec![child], None).await;
+        assert_eq!(object_rows(&db).await, 3);
+        let report = s.pack(durus::journal::PackOptions::default()).await.unwrap();
+        assert_eq!(report.objects, 2, "{report:?}");
+        assert_eq!(object_rows(&db).await, 2);
+        assert!(s.load(child).await.is_ok());
+        assert!(matches!(s.load(other).await, Err(Error::NotFound { oid }) if oid == other));
+        s.close().await.unwrap();
+    });
+}

@@ -107,7 +107,7 @@ fn commit_group(s: &Postgres, c: &mut Conn, reqs: &[CommitRequest]) -> Result<(V
             }
             Screened::Write(done) => done,
         };
-        write(c, done.tid, done.timestamp, req)?;
+        write(c, done.tid, done.timestamp, req, s.opts.history_free)?;
         (last, last_ts) = (done.tid, done.timestamp);
         // While the COMMIT runs, a refresh that sees these tids leaves them to us: the
         // Db hears of them from this commit, not as another process's.
@@ -124,11 +124,21 @@ fn commit_group(s: &Postgres, c: &mut Conn, reqs: &[CommitRequest]) -> Result<(V
     Ok((results, last))
 }
 
-/// Inserts one transaction's rows.
-fn write(c: &mut Conn, tid: Tid, timestamp: u64, req: &CommitRequest) -> Result<()> {
+/// Inserts one transaction's rows; `history_free` also lists its oids in its
+/// transaction row and deletes the versions it replaces.
+fn write(c: &mut Conn, tid: Tid, timestamp: u64, req: &CommitRequest, history_free: bool) -> Result<()> {
     let t = tid.0 as i64;
     let ts = timestamp.min(i64::MAX as u64) as i64;
-    c.execute("INSERT INTO durus_tx (tid, ts) VALUES ($1, $2)", &[&t, &ts])?;
+    if history_free {
+        let written: Vec<crate::record::Oid> = req.records.iter().map(|r| r.oid).collect();
+        let listed = tables::refs_blob(&written);
+        c.execute(
+            "INSERT INTO durus_tx (tid, ts, oids) VALUES ($1, $2, $3)",
+            &[&t, &ts, &listed],
+        )?;
+    } else {
+        c.execute("INSERT INTO durus_tx (tid, ts) VALUES ($1, $2)", &[&t, &ts])?;
+    }
     let oids: Vec<i64> = req.records.iter().map(|r| r.oid.0 as i64).collect();
     let data: Vec<&[u8]> = req.records.iter().map(|r| r.data.as_slice()).collect();
     let refs: Vec<Vec<u8>> = req.records.iter().map(|r| tables::refs_blob(&r.refs)).collect();
@@ -137,5 +147,12 @@ fn write(c: &mut Conn, tid: Tid, timestamp: u64, req: &CommitRequest) -> Result<
          SELECT o, $2, d, r FROM unnest($1::bigint[], $3::bytea[], $4::bytea[]) AS w(o, d, r)",
         &[&oids, &t, &data, &refs],
     )?;
+    if history_free {
+        // In this same transaction: a reader sees the old version or the new one.
+        c.execute(
+            "DELETE FROM durus_object WHERE oid = ANY($1) AND tid < $2",
+            &[&oids, &t],
+        )?;
+    }
     Ok(())
 }

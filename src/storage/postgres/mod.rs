@@ -66,6 +66,15 @@ pub struct PostgresOptions {
     /// Without it they arrive with the next `Db::begin`, which asks the database
     /// either way.
     pub listen: bool,
+    /// History-free (default `false`): keep only each object's current state, as
+    /// RelStorage's history-free mode does, so the tables hold what is live without a
+    /// pack. A commit deletes the versions it replaces. What it costs: no point in
+    /// time can be read back (`begin_at`), and a transaction that reads an object
+    /// changed since its snapshot fails with [`Error::Conflict`] (a read conflict,
+    /// which `Db::transact` retries) instead of reading the older version. The first
+    /// open of a database decides its mode; opening it with the other one is
+    /// [`Error::Invalid`].
+    pub history_free: bool,
 }
 
 impl Default for PostgresOptions {
@@ -74,6 +83,7 @@ impl Default for PostgresOptions {
             durability: Durability::Immediate,
             pool_size: 8,
             listen: true,
+            history_free: false,
         }
     }
 }
@@ -88,6 +98,12 @@ impl PostgresOptions {
     /// These options with another [`pool_size`](PostgresOptions::pool_size).
     pub fn pool_size(mut self, pool_size: usize) -> Self {
         self.pool_size = pool_size;
+        self
+    }
+
+    /// These options with [`history_free`](PostgresOptions::history_free) on or off.
+    pub fn history_free(mut self, history_free: bool) -> Self {
+        self.history_free = history_free;
         self
     }
 
@@ -163,7 +179,7 @@ impl Postgres {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
         let mut conn = Conn::connect(&config, durable(&opts))?;
-        conn.create_schema()?;
+        conn.create_schema(opts.history_free)?;
         let (known, history_from) = conn.last_and_history()?;
         Ok(Postgres {
             config,
@@ -235,11 +251,17 @@ impl Postgres {
             (v.known, v.history_from)
         };
         let Some(at) = at else {
+            if self.opts.history_free {
+                return self.load_current(conn, oids, known, from);
+            }
             let mut found = conn.load_visible(oids, known)?;
             return Ok(oids.iter().map(|o| found.remove(o)).collect());
         };
         if at > known {
             return Err(Error::snapshot_ahead(at, known));
+        }
+        if self.opts.history_free {
+            return self.load_current(conn, oids, at, from);
         }
         conn.transaction("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", |c| {
             let from = from.max(Tid(c.meta("history_from")?.max(0) as u64));
@@ -257,6 +279,30 @@ impl Postgres {
                 })
                 .collect()
         })
+    }
+
+    /// Loads at `at` from a history-free database: an object's only version is the one
+    /// visible at `at` if it is not newer; if it is, the version `at` saw is gone and
+    /// the read conflicts. A missing object is missing, unless `at` is before the pack
+    /// point `from` (a pack may have dropped it).
+    fn load_current(&self, conn: &mut Conn, oids: &[Oid], at: Tid, from: Tid) -> Result<Vec<Option<Loaded>>> {
+        let mut found = conn.load_visible(oids, Tid(i64::MAX as u64))?;
+        let mut out = Vec::with_capacity(oids.len());
+        let mut newer = Vec::new();
+        for &oid in oids {
+            match found.remove(&oid) {
+                Some(l) if l.tid <= at => out.push(Some(l)),
+                Some(_) => newer.push(oid),
+                None if at < from => return Err(Error::HistoryGone { oldest: from }),
+                None => out.push(None),
+            }
+        }
+        if newer.is_empty() {
+            return Ok(out);
+        }
+        newer.sort_unstable();
+        newer.dedup();
+        Err(Error::Conflict { oids: newer })
     }
 }
 
@@ -323,7 +369,14 @@ impl SyncStorage for Postgres {
 
     fn transactions(&self, after: Tid) -> Result<Vec<TxInfo>> {
         let known = self.view()?.check_history(after)?;
-        Ok(tables::tx_infos(self.read(|c| c.transactions(after, known))?))
+        let free = self.opts.history_free;
+        Ok(tables::tx_infos(self.read(|c| {
+            if free {
+                c.transactions_listed(after, known)
+            } else {
+                c.transactions(after, known)
+            }
+        })?))
     }
 
     fn tid_at_time(&self, timestamp: u64) -> Result<Tid> {
@@ -340,8 +393,13 @@ impl SyncStorage for Postgres {
     }
 
     fn oids(&self) -> Result<Vec<Oid>> {
-        let known = self.view()?.known;
-        self.read(|c| c.oids(known))
+        // A history-free database may hold an object only in a version newer than what
+        // this handle knows; it exists all the same.
+        let upto = match self.opts.history_free {
+            true => Tid(i64::MAX as u64),
+            false => self.view()?.known,
+        };
+        self.read(|c| c.oids(upto))
     }
 
     fn pin(&self, snapshot: Tid) -> Result<SnapshotPin> {

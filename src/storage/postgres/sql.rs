@@ -6,8 +6,8 @@
 //!
 //! | table | rows | key |
 //! |---|---|---|
-//! | `durus_meta` | `format` (1), `next_oid` (the allocation mark: every oid below it was handed out or reserved), `history_from` (the pack point) | `key` |
-//! | `durus_tx` | one per transaction: its commit timestamp (µs since the Unix epoch) | `tid` |
+//! | `durus_meta` | `format` (1), `next_oid` (the allocation mark: every oid below it was handed out or reserved), `history_from` (the pack point), `history_free` (1 if only current states are kept) | `key` |
+//! | `durus_tx` | one per transaction: its commit timestamp (µs since the Unix epoch); in a history-free database also the oids it wrote (8 bytes each), which the object rows no longer tell | `tid` |
 //! | `durus_object` | one per stored version: its data and its refs (8 bytes each, big-endian, so pack reads them without decoding the data) | `(oid, tid)`, and an index on `(tid, oid)` for history queries |
 //!
 //! and the sequence `durus_oid_seq`, from which oids are reserved. Oids, tids and
@@ -32,6 +32,7 @@ pub(super) const WRITE_LOCK: i64 = 0x0064_7572_7573;
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS durus_meta (key TEXT PRIMARY KEY, value BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS durus_tx (tid BIGINT PRIMARY KEY, ts BIGINT NOT NULL);
+ALTER TABLE durus_tx ADD COLUMN IF NOT EXISTS oids BYTEA;
 CREATE TABLE IF NOT EXISTS durus_object (
     oid BIGINT NOT NULL,
     tid BIGINT NOT NULL,
@@ -67,12 +68,26 @@ impl Conn {
         })
     }
 
-    /// Creates the schema if needed and checks its format.
-    pub(super) fn create_schema(&mut self) -> Result<()> {
-        self.transaction("BEGIN", |c| {
+    /// Creates the schema if needed and checks its format, and that the database keeps
+    /// history exactly when `history_free` says it does not (the first open decides).
+    pub(super) fn create_schema(&mut self, history_free: bool) -> Result<()> {
+        let free = self.transaction("BEGIN", |c| {
             c.lock_writers()?;
-            c.batch(SCHEMA)
+            c.batch(SCHEMA)?;
+            c.execute(
+                "INSERT INTO durus_meta (key, value) VALUES ('history_free', $1)
+                 ON CONFLICT (key) DO NOTHING",
+                &[&i64::from(history_free)],
+            )?;
+            c.meta("history_free")
         })?;
+        if (free != 0) != history_free {
+            return Err(Error::Invalid(if history_free {
+                "the database keeps history: open it without PostgresOptions::history_free".into()
+            } else {
+                "the database is history-free: open it with PostgresOptions::history_free(true)".into()
+            }));
+        }
         let format = self.meta("format").map_err(|e| match e {
             Error::Disconnected { .. } => e,
             other => Error::Format {
@@ -267,6 +282,24 @@ impl Conn {
             if let (Some(oid), Some(last)) = (oid, out.last_mut()) {
                 last.2.push(Oid(oid as u64));
             }
+        }
+        Ok(out)
+    }
+
+    /// The transactions in `(after, upto]` of a history-free database, oldest first,
+    /// from the oids each transaction row lists.
+    pub(super) fn transactions_listed(&mut self, after: Tid, upto: Tid) -> Result<Vec<(Tid, u64, Vec<Oid>)>> {
+        let rows = self.query(
+            "SELECT tid, ts, oids FROM durus_tx WHERE tid > $1 AND tid <= $2 ORDER BY tid",
+            &[&(after.0 as i64), &(upto.0 as i64)],
+        )?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let t = tid(r, 0)?;
+            let oids: Option<&[u8]> = r.try_get(2).map_err(to_error)?;
+            let mut oids = crate::storage::tables::parse_refs(Oid::ROOT, t, oids.unwrap_or_default())?;
+            oids.sort_unstable();
+            out.push((t, int(r, 1)?, oids));
         }
         Ok(out)
     }
