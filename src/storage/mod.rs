@@ -250,6 +250,13 @@ pub trait SyncStorage: Send + Sync + 'static {
     }
     /// See [`Storage::new_oids`].
     fn new_oids(&self, n: u64) -> Result<Vec<Oid>>;
+    /// [`new_oids`](SyncStorage::new_oids) if it needs no wait (the oids are reserved
+    /// already and no writer holds the lock), as [`try_load`](SyncStorage::try_load);
+    /// `None` by default.
+    fn try_new_oids(&self, n: u64) -> Option<Result<Vec<Oid>>> {
+        let _ = n;
+        None
+    }
     /// See [`Storage::commit`].
     fn commit(&self, req: &CommitRequest) -> Result<Committed>;
     /// Commits several requests, in order, each validated against everything committed

@@ -283,7 +283,10 @@ impl<S: SyncStorage> Storage for Unblocked<S> {
     }
 
     fn new_oids(&self, n: u64) -> BoxFuture<'_, Result<Vec<Oid>>> {
-        self.run(move |s| s.new_oids(n))
+        match self.inner.try_new_oids(n) {
+            Some(done) => futures::future::ready(done).boxed(),
+            None => self.run(move |s| s.new_oids(n)),
+        }
     }
 
     fn commit(&self, req: CommitRequest) -> BoxFuture<'_, Result<Committed>> {

@@ -31,6 +31,20 @@ pub(super) fn new_oids(s: &Sqlite, n: u64) -> Result<Vec<Oid>> {
     Ok((first..w.next_oid).map(Oid).collect())
 }
 
+/// Hands out `n` oids from this handle's reservation if that needs no wait: the
+/// write connection is free (no commit holds it) and enough oids are reserved.
+pub(super) fn try_new_oids(s: &Sqlite, n: u64) -> Option<Result<Vec<Oid>>> {
+    let mut g = s.writer.try_lock().ok()?;
+    let w = g.as_mut()?;
+    // A closed or poisoned handle answers on the slow path, with its error.
+    if w.end_oid - w.next_oid < n || s.view().ok()?.poisoned.is_some() {
+        return None;
+    }
+    let first = w.next_oid;
+    w.next_oid += n;
+    Some(Ok((first..w.next_oid).map(Oid).collect()))
+}
+
 /// Raises the allocation mark in the file by `n` and takes the range below it.
 ///
 /// The raise is committed without a sync of its own: in WAL mode the log is one file
@@ -135,16 +149,25 @@ fn commit_group(s: &Sqlite, w: &mut Writer, reqs: &[CommitRequest]) -> Result<Ve
     Ok(results)
 }
 
-/// Which of the oids to check were written after their tid. Usually the snapshot is
-/// recent and few versions were stored since: those are read in one query and every
-/// oid is checked against them, instead of one query per oid (a bulk load of 10,000
-/// fresh oids asked 10,000 times). A snapshot far behind is checked one oid at a time.
+/// Checks at most this many oids with one point query each; more are checked in one
+/// pass over what was stored since the snapshot (when that is not much more).
+const POINT_CHECKS: usize = 32;
+
+/// Which of the oids to check were written after their tid. A few oids are looked up
+/// one by one (a point query on the primary key each). For many, with a recent
+/// snapshot, the versions stored since are read in one query and every oid is checked
+/// against them, instead of one query per oid (a bulk load of 10,000 fresh oids asked
+/// 10,000 times); a snapshot far behind is checked one oid at a time all the same.
 fn changed_since(tx: &rusqlite::Transaction<'_>, checks: &[(Oid, Tid)]) -> Result<Vec<Oid>> {
     let Some(from) = checks.iter().map(|c| c.1).min() else {
         return Ok(Vec::new());
     };
     let mut hit = Vec::new();
-    match sql::changes_after(tx, from, checks.len().saturating_mul(4).max(256))? {
+    let recent = match checks.len() <= POINT_CHECKS {
+        true => None,
+        false => sql::changes_after(tx, from, checks.len().saturating_mul(4))?,
+    };
+    match recent {
         Some(recent) => {
             hit.extend(
                 checks
@@ -166,22 +189,61 @@ fn changed_since(tx: &rusqlite::Transaction<'_>, checks: &[(Oid, Tid)]) -> Resul
 
 /// Inserts one transaction's rows.
 fn write(tx: &rusqlite::Transaction<'_>, tid: Tid, timestamp: u64, req: &CommitRequest) -> Result<()> {
-    tx.prepare_cached("INSERT INTO durus_tx (tid, ts) VALUES (?1, ?2)")
-        .and_then(|mut st| st.execute(params![tid.0 as i64, timestamp.min(i64::MAX as u64) as i64]))
+    let mut oids: Vec<Oid> = req.records.iter().map(|r| r.oid).collect();
+    oids.sort_unstable();
+    tx.prepare_cached("INSERT INTO durus_tx (tid, ts, oids) VALUES (?1, ?2, ?3)")
+        .and_then(|mut st| {
+            st.execute(params![
+                tid.0 as i64,
+                timestamp.min(i64::MAX as u64) as i64,
+                tables::refs_blob(&oids)
+            ])
+        })
         .sql()?;
+    let mut chunks = req.records.chunks_exact(ROWS_PER_INSERT);
+    if chunks.len() > 0 {
+        let mut st = tx.prepare_cached(insert_rows()).sql()?;
+        for chunk in chunks.by_ref() {
+            for (i, r) in chunk.iter().enumerate() {
+                bind_row(&mut st, 4 * i + 1, tid, r)?;
+            }
+            st.raw_execute().sql()?;
+        }
+    }
     let mut st = tx
         .prepare_cached("INSERT INTO durus_object (oid, tid, data, refs) VALUES (?1, ?2, ?3, ?4)")
         .sql()?;
-    for r in &req.records {
-        st.execute(params![
-            r.oid.0 as i64,
-            tid.0 as i64,
-            r.data,
-            tables::refs_blob(&r.refs)
-        ])
-        .sql()?;
+    for r in chunks.remainder() {
+        bind_row(&mut st, 1, tid, r)?;
+        st.raw_execute().sql()?;
     }
     Ok(())
+}
+
+/// Rows one statement inserts in a large commit: a statement's own cost (SQLite runs
+/// its program once per execution) is then shared by this many records.
+const ROWS_PER_INSERT: usize = 32;
+
+/// The `INSERT` of [`ROWS_PER_INSERT`] rows.
+fn insert_rows() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        let rows = vec!["(?, ?, ?, ?)"; ROWS_PER_INSERT].join(", ");
+        format!("INSERT INTO durus_object (oid, tid, data, refs) VALUES {rows}")
+    })
+}
+
+/// Binds one record's row to the parameters from `first` on.
+fn bind_row(
+    st: &mut rusqlite::CachedStatement<'_>,
+    first: usize,
+    tid: Tid,
+    r: &crate::record::Record,
+) -> Result<()> {
+    st.raw_bind_parameter(first, r.oid.0 as i64).sql()?;
+    st.raw_bind_parameter(first + 1, tid.0 as i64).sql()?;
+    st.raw_bind_parameter(first + 2, r.data.as_slice()).sql()?;
+    st.raw_bind_parameter(first + 3, tables::refs_blob(&r.refs)).sql()
 }
 
 /// A failed `COMMIT`: SQLite rolled the transaction back or could not say whether its

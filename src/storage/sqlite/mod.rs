@@ -296,6 +296,10 @@ impl SyncStorage for Sqlite {
         self.read(|c| self.load_in(c, oids, snapshot))
     }
 
+    fn try_new_oids(&self, n: u64) -> Option<Result<Vec<Oid>>> {
+        commit::try_new_oids(self, n)
+    }
+
     fn new_oids(&self, n: u64) -> Result<Vec<Oid>> {
         commit::new_oids(self, n)
     }

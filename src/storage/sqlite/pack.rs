@@ -16,7 +16,7 @@
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use rusqlite::{params, Connection, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::sql::{self, Sql};
 use super::Sqlite;
@@ -34,20 +34,24 @@ trait Visit {
 }
 
 impl Visit for Walk {
-    /// Adds the refs of every version after `after` (and at or before `upto`) as roots.
+    /// Adds the refs of every version after `after` (and at or before `upto`) as roots:
+    /// the versions the transaction rows in that range list.
     fn roots_after(&mut self, conn: &Connection, after: Tid, upto: Tid) -> Result<()> {
-        let mut st = conn
-            .prepare_cached("SELECT oid, tid, refs FROM durus_object WHERE tid > ?1 AND tid <= ?2")
+        let mut refs_of = conn
+            .prepare_cached("SELECT refs FROM durus_object WHERE oid = ?1 AND tid = ?2")
             .sql()?;
-        let rows = st
-            .query_map(params![after.0 as i64, upto.0 as i64], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?))
-            })
-            .sql()?;
-        for row in rows {
-            let (oid, tid, refs) = row.sql()?;
-            for r in crate::storage::tables::parse_refs(Oid(oid as u64), Tid(tid as u64), &refs)? {
-                self.push(r);
+        for (tid, _, oids) in sql::transactions(conn, after, upto)? {
+            for oid in oids {
+                let refs: Option<Vec<u8>> = refs_of
+                    .query_row(params![oid.0 as i64, tid.0 as i64], |r| r.get(0))
+                    .optional()
+                    .sql()?;
+                // The version is gone only if a pack (of another process, at a later
+                // point) dropped it, so nothing after that point refers through it.
+                let Some(refs) = refs else { continue };
+                for r in crate::storage::tables::parse_refs(oid, tid, &refs)? {
+                    self.push(r);
+                }
             }
         }
         Ok(())
