@@ -102,6 +102,9 @@ struct Inner {
     options: ClientOptions,
     connects: std::sync::atomic::AtomicU64,
     merge_records_used: std::sync::atomic::AtomicU64,
+    /// The newest pack point this client heard of (from its own packs and from
+    /// `HistoryGone` answers): snapshots before it are not pinned but refused.
+    history_from: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for ClientStorage {
@@ -138,6 +141,7 @@ impl ClientStorage {
                 options,
                 connects: Default::default(),
                 merge_records_used: Default::default(),
+                history_from: Default::default(),
             }),
         };
         c.ensure_link().await?;
@@ -201,6 +205,9 @@ impl ClientStorage {
                 | Request::ScanNext { .. }
                 | Request::ScanClose { .. }
                 | Request::Subscribe
+                | Request::Pack { .. }
+                | Request::Pin { .. }
+                | Request::Unpin { .. }
         );
         async move {
             let first = match queued? {
@@ -212,11 +219,28 @@ impl ClientStorage {
                 other => other?,
             };
             match reply {
-                Reply::Error(e) => Err(e),
+                Reply::Error(e) => {
+                    if let Error::HistoryGone { oldest } = &e {
+                        this.heard_pack_point(*oldest);
+                    }
+                    Err(e)
+                }
+                Reply::Packed(r) => {
+                    if !r.dry_run {
+                        this.heard_pack_point(r.history_from);
+                    }
+                    Ok(Reply::Packed(r))
+                }
                 r => Ok(r),
             }
         }
         .boxed()
+    }
+
+    fn heard_pack_point(&self, point: Tid) {
+        self.inner
+            .history_from
+            .fetch_max(point.0, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// Connects if needed, sends `req` and waits for its reply.
@@ -477,6 +501,59 @@ impl Storage for ClientStorage {
                 Err(e) => Some((Err(e), None)),
             }
         })
+        .boxed()
+    }
+
+    /// Pins `snapshot` on the server (protocol version 2's PIN), so that a pack there,
+    /// by this client or another, keeps its versions while the pin lives. The request is
+    /// queued at once, ahead of this client's later requests, and not waited for; the
+    /// pin lasts while the connection does (after a reconnect, a pack may take the
+    /// snapshot, and its reads then fail with
+    /// [`Error::HistoryGone`](crate::Error::HistoryGone)), as it does if a pack by
+    /// another client came first. A snapshot before a pack point this client has heard
+    /// of (its own packs, such errors) is refused with that error at once. Dropping
+    /// the pin queues an UNPIN.
+    fn pin(&self, snapshot: Tid) -> Result<crate::journal::SnapshotPin> {
+        let from = Tid(self.inner.history_from.load(std::sync::atomic::Ordering::Acquire));
+        if snapshot < from {
+            return Err(Error::HistoryGone { oldest: from });
+        }
+        // Without a connection now there is nothing to pin on; the next request connects.
+        let Some(pending) = self.inner.mux.register(&Request::Pin { snapshot })? else {
+            return Ok(crate::journal::SnapshotPin::none());
+        };
+        // The answer is not needed: the frame stays queued and goes out ahead of the
+        // next request, which is what orders it before a pack.
+        drop(pending);
+        let mux = Arc::downgrade(&self.inner.mux);
+        Ok(crate::journal::SnapshotPin::on_release(move || {
+            if let Some(mux) = mux.upgrade() {
+                // A closed client or a lost link has no pins left to let go.
+                if let Ok(Some(pending)) = mux.register(&Request::Unpin { snapshot }) {
+                    drop(pending);
+                }
+            }
+        }))
+    }
+
+    /// Packs the server's storage (protocol version 2's PACK). The options' progress
+    /// callback is not called: the progress stays on the server.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future stops waiting for the answer, not the pack on the server.
+    fn pack(&self, opts: crate::journal::PackOptions) -> BoxFuture<'_, Result<crate::journal::PackReport>> {
+        let reply = self.call(Request::Pack {
+            keep: opts.keep,
+            dry_run: opts.dry_run,
+            force: opts.force,
+        });
+        async move {
+            match reply.await? {
+                Reply::Packed(r) => Ok(r),
+                other => Err(unexpected("a pack report", &other)),
+            }
+        }
         .boxed()
     }
 

@@ -11,6 +11,8 @@
 
 pub mod v1;
 pub mod v2;
+mod v2_error;
+mod v2_pack;
 mod wire;
 
 /// Durus's default port, kept so that existing clients and scripts need no change.
@@ -79,6 +81,23 @@ mod tests {
             Request::ScanNext { cursor: 0, max: 64 },
             Request::ScanClose { cursor: 3 },
             Request::Subscribe,
+            Request::Pack {
+                keep: crate::journal::Keep::Nothing,
+                dry_run: true,
+                force: false,
+            },
+            Request::Pack {
+                keep: crate::journal::Keep::Transactions(7),
+                dry_run: false,
+                force: true,
+            },
+            Request::Pack {
+                keep: crate::journal::Keep::Duration(std::time::Duration::from_micros(1_500)),
+                dry_run: false,
+                force: false,
+            },
+            Request::Pin { snapshot: Tid(5) },
+            Request::Unpin { snapshot: Tid(5) },
         ]
     }
 
@@ -140,6 +159,21 @@ mod tests {
             Reply::Done,
             Reply::Error(Error::NotFound { oid: Oid(6) }),
             Reply::Error(Error::Invalid("no".into())),
+            Reply::Error(Error::HistoryGone { oldest: Tid(4) }),
+            Reply::Error(Error::DanglingRefs {
+                count: 3,
+                oids: vec![Oid(7), Oid(9)],
+            }),
+            Reply::Packed(crate::journal::PackReport {
+                dry_run: true,
+                history_from: Tid(3),
+                objects: 4,
+                object_bytes: 5,
+                transactions: 6,
+                bytes_before: 7,
+                bytes_after: 8,
+                dangling: 9,
+            }),
             Reply::Pushed(Change::Committed {
                 tid: Tid(3),
                 timestamp: 4,

@@ -7,7 +7,7 @@
 //! length counts the bytes after itself. Replies carry the id of their request and may
 //! come in any order; pushed changes carry id 0.
 
-use super::wire::{bad, put_count, put_oids, put_record, put_string, put_u32, put_u64, Cursor};
+use super::wire::{bad, put_count, put_oids, put_record, put_u32, put_u64, Cursor};
 use crate::error::{Error, Result};
 use crate::record::{Changes, CommitRequest, Committed, Loaded, Oid, Tid, TxInfo};
 use crate::storage::Change;
@@ -42,6 +42,12 @@ pub mod kind {
     pub const SCAN_CLOSE: u8 = 0x0A;
     /// Request: push every commit from now on.
     pub const SUBSCRIBE: u8 = 0x0B;
+    /// Request: pack the storage.
+    pub const PACK: u8 = 0x0C;
+    /// Request: keep a snapshot readable across packs while the connection lasts.
+    pub const PIN: u8 = 0x0D;
+    /// Request: let a pinned snapshot go.
+    pub const UNPIN: u8 = 0x0E;
     /// Reply: records.
     pub const RECORDS: u8 = 0x81;
     /// Reply: oids.
@@ -60,6 +66,8 @@ pub mod kind {
     pub const SCAN_PAGE: u8 = 0x88;
     /// Reply: done, nothing to report.
     pub const DONE: u8 = 0x89;
+    /// Reply: what a pack did.
+    pub const PACKED: u8 = 0x8A;
     /// Reply: the request failed.
     pub const ERROR: u8 = 0x8F;
     /// Push: a transaction was committed.
@@ -90,6 +98,10 @@ pub mod code {
     pub const DUPLICATE_WRITE: u8 = 9;
     /// [`Error::Unsupported`](crate::Error::Unsupported).
     pub const UNSUPPORTED: u8 = 10;
+    /// [`Error::DanglingRefs`](crate::Error::DanglingRefs).
+    pub const DANGLING_REFS: u8 = 11;
+    /// [`Error::HistoryGone`](crate::Error::HistoryGone).
+    pub const HISTORY_GONE: u8 = 12;
 }
 
 /// The snapshot field's value for "the newest version".
@@ -158,6 +170,27 @@ pub enum Request {
     },
     /// Push every transaction committed from now on.
     Subscribe,
+    /// Pack the storage as [`Storage::pack`](crate::storage::Storage::pack) does with
+    /// these options (the progress callback stays on the server).
+    Pack {
+        /// What to keep besides the current state.
+        keep: crate::journal::Keep,
+        /// Only report what a pack would do.
+        dry_run: bool,
+        /// Pack even with dangling references.
+        force: bool,
+    },
+    /// Keep the versions visible at `snapshot` readable across packs, until an
+    /// [`Unpin`](Request::Unpin) of it or the end of the connection.
+    Pin {
+        /// The snapshot.
+        snapshot: Tid,
+    },
+    /// Let one pin of `snapshot` go.
+    Unpin {
+        /// The snapshot.
+        snapshot: Tid,
+    },
 }
 
 /// A reply (or a push) from the server.
@@ -202,6 +235,8 @@ pub enum Reply {
     },
     /// Done.
     Done,
+    /// What a pack did (or, for a dry run, would do).
+    Packed(crate::journal::PackReport),
     /// The request failed.
     Error(Error),
     /// Pushed: a change of the feed.
@@ -287,6 +322,9 @@ pub fn encode_request(id: u32, req: &Request, out: &mut Vec<u8>) -> Result<()> {
         Request::ScanNext { .. } => kind::SCAN_NEXT,
         Request::ScanClose { .. } => kind::SCAN_CLOSE,
         Request::Subscribe => kind::SUBSCRIBE,
+        Request::Pack { .. } => kind::PACK,
+        Request::Pin { .. } => kind::PIN,
+        Request::Unpin { .. } => kind::UNPIN,
     };
     let start = start_frame(out, k, id);
     match req {
@@ -327,6 +365,8 @@ pub fn encode_request(id: u32, req: &Request, out: &mut Vec<u8>) -> Result<()> {
             put_u32(out, *max);
         }
         Request::ScanClose { cursor } => put_u32(out, *cursor),
+        Request::Pack { keep, dry_run, force } => super::v2_pack::put_request(out, *keep, *dry_run, *force),
+        Request::Pin { snapshot } | Request::Unpin { snapshot } => put_u64(out, snapshot.0),
     }
     finish_frame(out, start)
 }
@@ -396,6 +436,13 @@ pub fn decode_request(f: &Frame<'_>) -> Result<Request> {
             cursor: c.u32("cursor")?,
         },
         kind::SUBSCRIBE => Request::Subscribe,
+        kind::PACK => super::v2_pack::request(&mut c)?,
+        kind::PIN => Request::Pin {
+            snapshot: c.tid("snapshot")?,
+        },
+        kind::UNPIN => Request::Unpin {
+            snapshot: c.tid("snapshot")?,
+        },
         other => return Err(bad(format!("unknown request kind {other:#04x}"))),
     };
     c.finish("request")?;
@@ -462,6 +509,7 @@ pub fn encode_reply(id: u32, reply: &Reply, out: &mut Vec<u8>) -> Result<()> {
         Reply::Transactions { .. } => (kind::TRANSACTIONS_REPLY, id),
         Reply::ScanPage { .. } => (kind::SCAN_PAGE, id),
         Reply::Done => (kind::DONE, id),
+        Reply::Packed(_) => (kind::PACKED, id),
         Reply::Error(_) => (kind::ERROR, id),
         Reply::Pushed(Change::Committed { .. }) => (kind::PUSH_COMMITTED, PUSH_ID),
         Reply::Pushed(Change::Lagged { .. }) => (kind::PUSH_LAGGED, PUSH_ID),
@@ -523,7 +571,8 @@ pub fn encode_reply(id: u32, reply: &Reply, out: &mut Vec<u8>) -> Result<()> {
             }
         }
         Reply::Done => {}
-        Reply::Error(e) => put_error(out, e)?,
+        Reply::Packed(r) => super::v2_pack::put_report(out, r),
+        Reply::Error(e) => super::v2_error::put_error(out, e)?,
         Reply::Pushed(Change::Committed { tid, timestamp, oids }) => put_tx(
             out,
             &TxInfo {
@@ -613,7 +662,8 @@ pub fn decode_reply(f: &Frame<'_>) -> Result<Reply> {
             }
         }
         kind::DONE => Reply::Done,
-        kind::ERROR => Reply::Error(error(&mut c)?),
+        kind::PACKED => Reply::Packed(super::v2_pack::report(&mut c)?),
+        kind::ERROR => Reply::Error(super::v2_error::error(&mut c)?),
         kind::PUSH_COMMITTED => {
             let t = tx(&mut c)?;
             Reply::Pushed(Change::Committed {
@@ -629,63 +679,4 @@ pub fn decode_reply(f: &Frame<'_>) -> Result<Reply> {
     };
     c.finish("reply")?;
     Ok(r)
-}
-
-/// Appends an error as code, oid or offset, and message.
-fn put_error(out: &mut Vec<u8>, e: &Error) -> Result<()> {
-    let (code, n, msg) = match e {
-        Error::NotFound { oid } => (code::NOT_FOUND, oid.0, String::new()),
-        Error::Invalid(m) => (code::INVALID, 0, m.clone()),
-        Error::Closed => (code::CLOSED, 0, String::new()),
-        Error::ReadOnly => (code::READ_ONLY, 0, String::new()),
-        // The OS error number travels, so that `io_kind` (a full disk) works remotely.
-        Error::Poisoned { during, source } => (
-            code::POISONED,
-            source.raw_os_error().map_or(0, |n| n as u32 as u64),
-            format!("{during}\n{source}"),
-        ),
-        Error::NotAllocated { oid } => (code::NOT_ALLOCATED, oid.0, String::new()),
-        Error::DuplicateWrite { oid } => (code::DUPLICATE_WRITE, oid.0, String::new()),
-        Error::Unsupported { what } => (code::UNSUPPORTED, 0, what.clone()),
-        Error::Corrupt { offset, reason } => (code::CORRUPT, *offset, reason.clone()),
-        // Passed on as it came, so that a proxy does not wrap it once more.
-        Error::Remote { message } => (code::OTHER, 0, message.clone()),
-        other => (code::OTHER, 0, other.to_string()),
-    };
-    out.push(code);
-    put_u64(out, n);
-    put_string(out, &msg)
-}
-
-fn error(c: &mut Cursor<'_>) -> Result<Error> {
-    let code = c.u8("error code")?;
-    let n = c.u64("error detail")?;
-    let msg = c.string("error message")?;
-    Ok(match code {
-        code::NOT_FOUND => Error::NotFound { oid: Oid(n) },
-        code::INVALID => Error::Invalid(msg),
-        code::CLOSED => Error::Closed,
-        code::READ_ONLY => Error::ReadOnly,
-        code::POISONED => {
-            let (during, cause) = msg.split_once('\n').unwrap_or((msg.as_str(), ""));
-            // Only a nonzero 32-bit number is an OS error (what `put_error` sends); any
-            // other detail is read as none, so that the error re-encodes as it came.
-            let source = match u32::try_from(n).ok().filter(|&os| os != 0) {
-                Some(os) => std::io::Error::from_raw_os_error(os as i32),
-                None => std::io::Error::other(cause.to_string()),
-            };
-            Error::Poisoned {
-                during: during.to_string(),
-                source: std::sync::Arc::new(source),
-            }
-        }
-        code::NOT_ALLOCATED => Error::NotAllocated { oid: Oid(n) },
-        code::DUPLICATE_WRITE => Error::DuplicateWrite { oid: Oid(n) },
-        code::UNSUPPORTED => Error::Unsupported { what: msg },
-        code::CORRUPT => Error::Corrupt {
-            offset: n,
-            reason: msg,
-        },
-        _ => Error::Remote { message: msg },
-    })
 }

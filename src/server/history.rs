@@ -43,6 +43,8 @@ struct State {
     oids_held: usize,
     cache: RecordCache,
     root_exists: bool,
+    /// The newest pack point of a pack made through this server.
+    pack_point: Tid,
 }
 
 /// The log's answer to "what changed after `seen`".
@@ -66,6 +68,7 @@ impl History {
                 oids_held: 0,
                 cache: RecordCache::new(cache_bytes),
                 root_exists: false,
+                pack_point: Tid::ZERO,
             }),
             feed: Mutex::new(feed),
         }
@@ -136,6 +139,28 @@ impl History {
         Some((txs, more))
     }
 
+    /// After a pack at `point`: the cache may hold objects it dropped (unreachable
+    /// ones), which must read as missing now, and the transactions before the point
+    /// are gone from the storage, so the log must not answer for them either.
+    pub(crate) fn packed(&self, point: Tid) {
+        let mut st = self.state();
+        st.cache.clear();
+        st.pack_point = st.pack_point.max(point);
+        while st.txs.front().is_some_and(|tx| tx.tid < point) {
+            st.forget_oldest();
+        }
+        // The log answers from `start` on, as the storage does from the point on.
+        if st.start.is_some_and(|s| s < point) {
+            st.start = Some(point);
+        }
+    }
+
+    /// The newest pack point of a pack made through this server: the history before
+    /// it is gone, whatever the storage's handle may still remember of it.
+    pub(crate) fn pack_point(&self) -> Tid {
+        self.state().pack_point
+    }
+
     /// The cached version of `oid`.
     pub(crate) fn cached(&self, oid: Oid) -> Option<(Tid, Arc<[u8]>)> {
         self.state().cache.get(oid)
@@ -184,15 +209,26 @@ impl State {
         self.oids_held += tx.oids.len();
         self.txs.push_back(tx);
         while self.txs.len() > MAX_TXS || self.oids_held > MAX_OIDS {
-            let Some(old) = self.txs.pop_front() else { break };
-            self.oids_held -= old.oids.len();
-            for oid in &old.oids {
-                if self.last_write.get(oid) == Some(&old.tid) {
-                    self.last_write.remove(oid);
-                }
+            if !self.forget_oldest() {
+                break;
             }
-            self.start = Some(old.tid);
         }
+    }
+
+    /// Drops the oldest transaction of the log (false if there is none): the log then
+    /// starts at it.
+    fn forget_oldest(&mut self) -> bool {
+        let Some(old) = self.txs.pop_front() else {
+            return false;
+        };
+        self.oids_held -= old.oids.len();
+        for oid in &old.oids {
+            if self.last_write.get(oid) == Some(&old.tid) {
+                self.last_write.remove(oid);
+            }
+        }
+        self.start = Some(old.tid);
+        true
     }
 
     /// Events were dropped: nothing cached can be trusted, and the log is unknown until

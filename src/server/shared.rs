@@ -162,6 +162,25 @@ impl Shared {
         Ok(Invalidations { oids, last })
     }
 
+    /// Packs the storage for a client (v1's `P`, v2's PACK), counting it; after a pack
+    /// the record cache forgets what it held, dropped objects among it.
+    pub(crate) async fn pack(&self, opts: crate::journal::PackOptions) -> Result<crate::journal::PackReport> {
+        let dry_run = opts.dry_run;
+        match self.storage.pack(opts).await {
+            Ok(r) => {
+                if !dry_run {
+                    self.history.packed(r.history_from);
+                    add(&self.counters.packs, 1);
+                }
+                Ok(r)
+            }
+            Err(e) => {
+                add(&self.counters.packs_refused, 1);
+                Err(e)
+            }
+        }
+    }
+
     /// The newest versions of `oids` (None where there is none): from the cache where
     /// it has them, the rest with one storage call, which then go into the cache.
     pub(crate) async fn load_newest(&self, oids: &[Oid]) -> Result<Vec<Option<Framed>>> {

@@ -13,7 +13,6 @@ use futures::io::{AsyncRead, AsyncWrite};
 use super::io::{Conn, Ended};
 use super::options::Peer;
 use super::shared::{Framed, Shared};
-use super::stats::add;
 use crate::error::Error;
 use crate::protocol::v1::{self, Request};
 use crate::protocol::{PROTOCOL_V1, STATUS_INVALID, STATUS_KEYERROR};
@@ -138,14 +137,8 @@ impl Session<'_> {
                 // answers when the pack is done (commits of every connection go on
                 // meanwhile). A status other than `O` makes a Durus client raise
                 // ProtocolError from `pack()` and keeps its connection usable.
-                match self
-                    .shared
-                    .storage
-                    .pack(crate::journal::PackOptions::default())
-                    .await
-                {
+                match self.shared.pack(crate::journal::PackOptions::default()).await {
                     Ok(r) => {
-                        add(&self.shared.counters.packs, 1);
                         log::info!(
                             "{}: packed: {} objects kept, {} transactions carried over, {} of {} bytes freed",
                             self.peer,
@@ -157,7 +150,6 @@ impl Session<'_> {
                         conn.write(&[crate::protocol::STATUS_OKAY]).await?;
                     }
                     Err(e) => {
-                        add(&self.shared.counters.packs_refused, 1);
                         log::warn!("{}: pack requested and not done: {e}; answered K", self.peer);
                         conn.write(&[STATUS_KEYERROR]).await?;
                     }

@@ -35,6 +35,8 @@ const MAX_TXS: usize = 10_000;
 const MAX_SCAN: usize = 10_000;
 /// Open scans per connection.
 const MAX_SCANS: usize = 16;
+/// Pinned snapshots per connection (a `Db` pins one per live transaction).
+const MAX_PINS: usize = 4096;
 
 type Scan = Arc<async_lock::Mutex<BoxStream<'static, Result<Loaded>>>>;
 
@@ -54,6 +56,10 @@ struct Session<'a, 'c, S> {
     feed: Option<BoxStream<'static, Change>>,
     scans: HashMap<u32, Scan>,
     next_scan: u32,
+    /// The snapshots this client pinned, each as often as it pinned it; they go with
+    /// the session.
+    pins: HashMap<Tid, Vec<crate::journal::SnapshotPin>>,
+    pinned: usize,
     stopping: Option<Ended>,
     /// Resolves when the server shuts down (and wakes the session for it).
     stop: BoxFuture<'a, ()>,
@@ -80,6 +86,8 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send>(
         feed: None,
         scans: HashMap::new(),
         next_scan: 1,
+        pins: HashMap::new(),
+        pinned: 0,
         stopping: None,
         stop: Box::pin(shared.shutdown.wait()),
         timer: async_io::Timer::never(),
@@ -289,6 +297,32 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin + Send> Session<'a, '_, S> {
                 self.scans.remove(&cursor);
                 Box::pin(async move { reply(Reply::Done) })
             }
+            // Taken now, in the order sent: a request after the PIN (a PACK) finds it.
+            Request::Pin { snapshot } => {
+                let r = if self.pinned >= MAX_PINS {
+                    Reply::Error(Error::Invalid(format!("more than {MAX_PINS} snapshots pinned")))
+                } else {
+                    match shared.storage.pin(snapshot) {
+                        Ok(pin) => {
+                            self.pins.entry(snapshot).or_default().push(pin);
+                            self.pinned += 1;
+                            Reply::Done
+                        }
+                        Err(e) => Reply::Error(e),
+                    }
+                };
+                Box::pin(async move { reply(r) })
+            }
+            Request::Unpin { snapshot } => {
+                if let Some(held) = self.pins.get_mut(&snapshot) {
+                    held.pop();
+                    self.pinned -= 1;
+                    if held.is_empty() {
+                        self.pins.remove(&snapshot);
+                    }
+                }
+                Box::pin(async move { reply(Reply::Done) })
+            }
             other => Box::pin(async move {
                 let frame = match answer(shared, id, other).await {
                     Ok(f) => f,
@@ -427,6 +461,10 @@ async fn answer(shared: &Shared, id: u32, req: Request) -> Result<Vec<u8>> {
         }
         Request::LastTid => Reply::Tid(shared.history.last()),
         Request::Transactions { after, max } => {
+            let oldest = shared.history.pack_point();
+            if after < oldest {
+                return Err(Error::HistoryGone { oldest });
+            }
             let max = (max as usize).clamp(1, MAX_TXS);
             let (txs, more) = match shared.history.transactions(after, max) {
                 Some(t) => t,
@@ -439,11 +477,31 @@ async fn answer(shared: &Shared, id: u32, req: Request) -> Result<Vec<u8>> {
             };
             Reply::Transactions { txs, more }
         }
-        Request::TidAtTime { timestamp } => Reply::Tid(shared.storage.tid_at_time(timestamp).await?),
+        Request::TidAtTime { timestamp } => {
+            let t = shared.storage.tid_at_time(timestamp).await?;
+            // A moment before the pack point, as `transactions` above.
+            let oldest = shared.history.pack_point();
+            if t < oldest {
+                return Err(Error::HistoryGone { oldest });
+            }
+            Reply::Tid(t)
+        }
+        // As a v1 `P`: any client may pack; commits of every connection go on meanwhile.
+        Request::Pack { keep, dry_run, force } => {
+            let opts = crate::journal::PackOptions {
+                keep,
+                dry_run,
+                force,
+                ..Default::default()
+            };
+            Reply::Packed(shared.pack(opts).await?)
+        }
         Request::Commit { .. }
         | Request::Subscribe
         | Request::ScanNext { .. }
-        | Request::ScanClose { .. } => return Err(Error::Invalid("handled by the session".into())),
+        | Request::ScanClose { .. }
+        | Request::Pin { .. }
+        | Request::Unpin { .. } => return Err(Error::Invalid("handled by the session".into())),
     };
     v2::encode_reply(id, &reply, &mut frame)?;
     Ok(frame)

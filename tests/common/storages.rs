@@ -14,6 +14,12 @@ pub enum Kind {
     Memory,
     /// `FileStorage`, the journal file.
     File,
+    /// `FileStorage` in shared mode (`JournalOptions::shared`): each handle its own
+    /// lock on the file, as other processes would hold.
+    SharedFile,
+    /// `ClientStorage`, each handle a connection to one in-process `durus serve` of a
+    /// journal file (on a thread of its own, over a Unix socket).
+    Network,
     /// `SqliteStorage` (feature `sqlite`).
     #[cfg(feature = "sqlite")]
     Sqlite,
@@ -30,17 +36,28 @@ pub struct Store {
     /// The test's database, for `Kind::Postgres`.
     #[cfg(feature = "postgres")]
     pub pg: Option<super::postgres::PgDatabase>,
+    /// The server, for `Kind::Network`.
+    pub server: Option<super::server::TestServer>,
 }
 
 impl Store {
     /// A new, empty store of this kind.
     pub fn new(kind: Kind) -> Store {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let server = (kind == Kind::Network).then(|| {
+            let journal = JournalOptions {
+                durability: Durability::Eventual,
+                ..JournalOptions::default()
+            };
+            super::server::TestServer::file_with(&dir.path().join("store.durus"), journal, Default::default())
+        });
         Store {
             kind,
-            dir: tempfile::tempdir().expect("tempdir"),
+            dir,
             memory: MemoryStorage::new(),
             #[cfg(feature = "postgres")]
             pg: (kind == Kind::Postgres).then(super::postgres::database),
+            server,
         }
     }
 
@@ -53,7 +70,9 @@ impl Store {
     /// The path of the store's file (unused by memory).
     pub fn path(&self) -> std::path::PathBuf {
         match self.kind {
-            Kind::Memory | Kind::File => self.dir.path().join("store.durus"),
+            Kind::Memory | Kind::File | Kind::SharedFile | Kind::Network => {
+                self.dir.path().join("store.durus")
+            }
             #[cfg(feature = "sqlite")]
             Kind::Sqlite => self.dir.path().join("store.sqlite"),
             #[cfg(feature = "postgres")]
@@ -65,17 +84,20 @@ impl Store {
     pub async fn open_with(&self, durability: Durability) -> Arc<dyn Storage> {
         match self.kind {
             Kind::Memory => Arc::new(self.memory.clone()),
-            Kind::File => Arc::new(
+            Kind::File | Kind::SharedFile => Arc::new(
                 FileStorage::open(
                     self.path(),
                     JournalOptions {
                         durability,
+                        shared: self.kind == Kind::SharedFile,
                         ..JournalOptions::default()
                     },
                 )
                 .await
                 .expect("open the journal"),
             ),
+            // The server's durability is its own (eventual, for speed).
+            Kind::Network => Arc::new(self.server.as_ref().expect("the test's server").client().await),
             #[cfg(feature = "sqlite")]
             Kind::Sqlite => Arc::new(
                 durus::storage::SqliteStorage::open(
@@ -129,6 +151,14 @@ macro_rules! storage_tests {
             #[test]
             fn file() {
                 ($body)($crate::common::storages::Kind::File)
+            }
+            #[test]
+            fn shared_file() {
+                ($body)($crate::common::storages::Kind::SharedFile)
+            }
+            #[test]
+            fn network() {
+                ($body)($crate::common::storages::Kind::Network)
             }
             #[cfg(feature = "sqlite")]
             #[test]
