@@ -93,6 +93,8 @@ impl Model {
 enum Kind {
     Memory,
     File(PathBuf),
+    /// The journal file in shared mode, as other processes would open it.
+    SharedFile(PathBuf),
     MemFile(MemFile),
     /// `ClientStorage` through a server on a journal file.
     #[cfg(feature = "server")]
@@ -144,6 +146,16 @@ async fn open(kind: &Kind) -> (Arc<dyn Storage>, Held) {
             let s = FileStorage::open(p.clone(), opts())
                 .await
                 .expect("open file storage");
+            (Arc::new(s.clone()), Held::file(s))
+        }
+        Kind::SharedFile(p) => {
+            let shared = JournalOptions {
+                shared: true,
+                ..opts()
+            };
+            let s = FileStorage::open(p.clone(), shared)
+                .await
+                .expect("open shared file storage");
             (Arc::new(s.clone()), Held::file(s))
         }
         Kind::MemFile(m) => {
@@ -380,6 +392,18 @@ proptest! {
             let ops = ops.clone();
             async move {
                 run_ops(Kind::File(dir.path().join("model.durus")), ops).await;
+                drop(dir);
+            }
+        });
+    }
+
+    #[test]
+    fn shared_file_storage_matches_model(ops in prop::collection::vec(op(), 1..40)) {
+        on_all_runtimes(|_| {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let ops = ops.clone();
+            async move {
+                run_ops(Kind::SharedFile(dir.path().join("model.durus")), ops).await;
                 drop(dir);
             }
         });
