@@ -497,3 +497,28 @@ fn a_history_free_pack_drops_what_is_unreachable() {
         s.close().await.unwrap();
     });
 }
+
+#[test]
+fn a_transaction_table_made_before_the_oid_lists_gains_the_column() {
+    let db = common::postgres::database();
+    let conninfo = db.conninfo();
+    std::thread::spawn(move || {
+        let mut c = postgres::Client::connect(&conninfo, postgres::NoTls).expect("connect");
+        c.batch_execute("CREATE TABLE durus_tx (tid BIGINT PRIMARY KEY, ts BIGINT NOT NULL)")
+            .expect("the old table");
+    })
+    .join()
+    .unwrap();
+    common::run_on("smol", async move {
+        let d: Db<Counter> = DbBuilder::storage(open_history_free(&db).await)
+            .open()
+            .await
+            .unwrap();
+        let mut tx = d.begin().await.unwrap();
+        tx.root_mut().await.unwrap().increment();
+        tx.commit().await.unwrap();
+        let txs = d.storage().transactions(durus::record::Tid::ZERO).await.unwrap();
+        assert!(txs.iter().all(|t| t.oids == vec![Oid::ROOT]), "{txs:?}");
+        d.close().await.unwrap();
+    });
+}

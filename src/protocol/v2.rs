@@ -586,7 +586,8 @@ pub fn encode_reply(id: u32, reply: &Reply, out: &mut Vec<u8>) -> Result<()> {
     finish_frame(out, start)
 }
 
-fn flag(c: &mut Cursor<'_>, what: &str) -> Result<bool> {
+/// A `flag` field: 0 or 1.
+pub(super) fn flag(c: &mut Cursor<'_>, what: &str) -> Result<bool> {
     match c.u8(what)? {
         0 => Ok(false),
         1 => Ok(true),

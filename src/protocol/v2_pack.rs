@@ -68,13 +68,8 @@ pub(super) fn put_report(out: &mut Vec<u8>, r: &PackReport) {
 
 /// Reads a PACKED reply's body.
 pub(super) fn report(c: &mut Cursor<'_>) -> Result<PackReport> {
-    let dry_run = match c.u8("dry run")? {
-        0 => false,
-        1 => true,
-        other => return Err(bad(format!("dry run: {other} is not a flag"))),
-    };
     Ok(PackReport {
-        dry_run,
+        dry_run: super::v2::flag(c, "dry run")?,
         history_from: c.tid("history_from")?,
         objects: c.u64("objects")?,
         object_bytes: c.u64("object bytes")?,

@@ -207,13 +207,28 @@ pub(crate) fn refs_blob(refs: &[Oid]) -> Vec<u8> {
 
 /// Reads a refs column back; a length that is not a multiple of 8 is damage.
 pub(crate) fn parse_refs(oid: Oid, tid: Tid, blob: &[u8]) -> Result<Vec<Oid>> {
+    oids_in(blob, || format!("the refs of oid {oid} at tid {tid}"))
+}
+
+/// The oid list a transaction row keeps of what the transaction wrote: the oids of
+/// its records, ascending, 8 bytes each, big-endian.
+pub(crate) fn written_blob(req: &crate::record::CommitRequest) -> Vec<u8> {
+    let mut oids: Vec<Oid> = req.records.iter().map(|r| r.oid).collect();
+    oids.sort_unstable();
+    refs_blob(&oids)
+}
+
+/// Reads transaction `tid`'s oid list back (see [`written_blob`]).
+pub(crate) fn parse_written(tid: Tid, blob: &[u8]) -> Result<Vec<Oid>> {
+    oids_in(blob, || format!("the oid list of transaction {tid}"))
+}
+
+/// 8-byte big-endian oids; a length that is not a multiple of 8 is damage of `what`.
+fn oids_in(blob: &[u8], what: impl FnOnce() -> String) -> Result<Vec<Oid>> {
     if !blob.len().is_multiple_of(8) {
         return Err(Error::corrupt(
             0,
-            format!(
-                "the refs of oid {oid} at tid {tid} are {} bytes, not a multiple of 8",
-                blob.len()
-            ),
+            format!("{} is {} bytes, not a multiple of 8", what(), blob.len()),
         ));
     }
     Ok(blob.chunks_exact(8).map(|c| Oid(be_u64(c))).collect())

@@ -157,6 +157,14 @@ fn announce<S: SyncStorage + ?Sized>(engine: &S, feed: &Feed) {
     }
 }
 
+/// Catches up with other processes' transactions and puts them on the feed; the last
+/// tid known.
+fn catch_up<S: SyncStorage + ?Sized>(engine: &S, feed: &Feed) -> Result<Tid> {
+    let tid = engine.refresh()?;
+    announce(engine, feed);
+    Ok(tid)
+}
+
 /// Should the engine panic, lets the next commit start a new writer job and tells
 /// everyone waiting (see [`CommitQueue::abandon`]).
 struct ReleaseOnPanic<'a>(&'a Mutex<CommitQueue>);
@@ -182,9 +190,7 @@ impl<S: SyncStorage> Unblocked<S> {
             if let Some(engine) = engine.upgrade() {
                 // A refresh that fails (the database went away) is tried again with
                 // the next news or the next transaction.
-                if engine.refresh().is_ok() {
-                    announce(&*engine, &news_feed);
-                }
+                let _ = catch_up(&*engine, &news_feed);
             }
         }));
         Unblocked {
@@ -310,11 +316,7 @@ impl<S: SyncStorage> Storage for Unblocked<S> {
             return futures::future::ready(Ok(None)).boxed();
         }
         let feed = self.feed.clone();
-        self.run(move |s| {
-            let tid = s.refresh()?;
-            announce(s, &feed);
-            Ok(Some(tid))
-        })
+        self.run(move |s| catch_up(s, &feed).map(Some))
     }
 
     fn transactions(&self, after: Tid) -> BoxFuture<'_, Result<Vec<TxInfo>>> {

@@ -130,8 +130,7 @@ fn write(c: &mut Conn, tid: Tid, timestamp: u64, req: &CommitRequest, history_fr
     let t = tid.0 as i64;
     let ts = timestamp.min(i64::MAX as u64) as i64;
     if history_free {
-        let written: Vec<crate::record::Oid> = req.records.iter().map(|r| r.oid).collect();
-        let listed = tables::refs_blob(&written);
+        let listed = tables::written_blob(req);
         c.execute(
             "INSERT INTO durus_tx (tid, ts, oids) VALUES ($1, $2, $3)",
             &[&t, &ts, &listed],

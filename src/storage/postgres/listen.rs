@@ -41,10 +41,10 @@ const POLL: Duration = Duration::from_millis(100);
 /// The longest pause between attempts to connect again.
 const MOST_PAUSE: Duration = Duration::from_secs(5);
 
-/// The listening thread of one handle.
+/// The listening thread of one handle; dropping this tells it to stop.
 pub(super) struct Listener {
     stop: Arc<AtomicBool>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    thread: Option<JoinHandle<()>>,
 }
 
 impl Listener {
@@ -62,27 +62,29 @@ impl Listener {
             .spawn(move || run(&config, &view, &news, &flag))?;
         Ok(Listener {
             stop,
-            thread: Mutex::new(Some(thread)),
+            thread: Some(thread),
         })
     }
 
-    /// Tells the thread to stop; it ends its session within [`POLL`].
-    pub(super) fn stop(&self) {
+    /// Stops the thread and waits for it to end its session (within [`POLL`]),
+    /// unless this is that thread (the news callback held the last handle on the
+    /// storage).
+    pub(super) fn stop_and_wait(mut self) {
         self.stop.store(true, Ordering::Release);
-    }
-
-    /// Stops the thread and waits for it to end its session, unless this is that
-    /// thread (the news callback held the last handle on the storage).
-    pub(super) fn stop_and_wait(&self) {
-        self.stop();
-        let thread = crate::sync::lock(&self.thread).take();
-        if let Some(t) = thread {
+        if let Some(t) = self.thread.take() {
             if t.thread().id() != std::thread::current().id() {
                 // A panic on that thread has been reported already; there is nothing
                 // to add here.
                 let _ = t.join();
             }
         }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        // The thread ends its session within [`POLL`].
+        self.stop.store(true, Ordering::Release);
     }
 }
 

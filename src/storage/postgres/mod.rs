@@ -49,6 +49,10 @@ pub type PostgresStorage = Unblocked<Postgres>;
 /// (`connect_timeout`).
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// A bound past every stored tid (they are `bigint`s), for queries of whatever is
+/// stored, however new.
+const EVERY_TID: Tid = Tid(i64::MAX as u64);
+
 /// How to open a PostgreSQL storage.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -250,19 +254,16 @@ impl Postgres {
             let v = self.view()?;
             (v.known, v.history_from)
         };
-        let Some(at) = at else {
-            if self.opts.history_free {
-                return self.load_current(conn, oids, known, from);
-            }
-            let mut found = conn.load_visible(oids, known)?;
-            return Ok(oids.iter().map(|o| found.remove(o)).collect());
-        };
-        if at > known {
+        if let Some(at) = at.filter(|&at| at > known) {
             return Err(Error::snapshot_ahead(at, known));
         }
         if self.opts.history_free {
-            return self.load_current(conn, oids, at, from);
+            return self.load_current(conn, oids, at.unwrap_or(known), from);
         }
+        let Some(at) = at else {
+            let mut found = conn.load_visible(oids, known)?;
+            return Ok(oids.iter().map(|o| found.remove(o)).collect());
+        };
         conn.transaction("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", |c| {
             let from = from.max(Tid(c.meta("history_from")?.max(0) as u64));
             if at >= from {
@@ -286,7 +287,7 @@ impl Postgres {
     /// the read conflicts. A missing object is missing, unless `at` is before the pack
     /// point `from` (a pack may have dropped it).
     fn load_current(&self, conn: &mut Conn, oids: &[Oid], at: Tid, from: Tid) -> Result<Vec<Option<Loaded>>> {
-        let mut found = conn.load_visible(oids, Tid(i64::MAX as u64))?;
+        let mut found = conn.load_visible(oids, EVERY_TID)?;
         let mut out = Vec::with_capacity(oids.len());
         let mut newer = Vec::new();
         for &oid in oids {
@@ -396,7 +397,7 @@ impl SyncStorage for Postgres {
         // A history-free database may hold an object only in a version newer than what
         // this handle knows; it exists all the same.
         let upto = match self.opts.history_free {
-            true => Tid(i64::MAX as u64),
+            true => EVERY_TID,
             false => self.view()?.known,
         };
         self.read(|c| c.oids(upto))
@@ -431,9 +432,6 @@ impl SyncStorage for Postgres {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        if let Some(l) = crate::sync::lock(&self.listener).as_ref() {
-            l.stop();
-        }
         // The client ends a session on a runtime of its own, which must not start on a
         // thread that drives an async runtime, and the last handle may well be dropped
         // on one: the sessions are ended on a thread of their own.

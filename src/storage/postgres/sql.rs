@@ -31,8 +31,7 @@ pub(super) const WRITE_LOCK: i64 = 0x0064_7572_7573;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS durus_meta (key TEXT PRIMARY KEY, value BIGINT NOT NULL);
-CREATE TABLE IF NOT EXISTS durus_tx (tid BIGINT PRIMARY KEY, ts BIGINT NOT NULL);
-ALTER TABLE durus_tx ADD COLUMN IF NOT EXISTS oids BYTEA;
+CREATE TABLE IF NOT EXISTS durus_tx (tid BIGINT PRIMARY KEY, ts BIGINT NOT NULL, oids BYTEA);
 CREATE TABLE IF NOT EXISTS durus_object (
     oid BIGINT NOT NULL,
     tid BIGINT NOT NULL,
@@ -74,6 +73,16 @@ impl Conn {
         let free = self.transaction("BEGIN", |c| {
             c.lock_writers()?;
             c.batch(SCHEMA)?;
+            // Tables made before the oid lists existed lack the column. Only then is it
+            // added: an ALTER locks the table against everyone, a pack's walk included.
+            let has_oids = c.query(
+                "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()
+                 AND table_name = 'durus_tx' AND column_name = 'oids'",
+                &[],
+            )?;
+            if has_oids.is_empty() {
+                c.batch("ALTER TABLE durus_tx ADD COLUMN oids BYTEA")?;
+            }
             c.execute(
                 "INSERT INTO durus_meta (key, value) VALUES ('history_free', $1)
                  ON CONFLICT (key) DO NOTHING",
@@ -297,8 +306,7 @@ impl Conn {
         for r in &rows {
             let t = tid(r, 0)?;
             let oids: Option<&[u8]> = r.try_get(2).map_err(to_error)?;
-            let mut oids = crate::storage::tables::parse_refs(Oid::ROOT, t, oids.unwrap_or_default())?;
-            oids.sort_unstable();
+            let oids = crate::storage::tables::parse_written(t, oids.unwrap_or_default())?;
             out.push((t, int(r, 1)?, oids));
         }
         Ok(out)

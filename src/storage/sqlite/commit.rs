@@ -26,9 +26,14 @@ pub(super) fn new_oids(s: &Sqlite, n: u64) -> Result<Vec<Oid>> {
     if w.end_oid - w.next_oid < n {
         reserve(s, w, n.max(RESERVE))?;
     }
+    Ok(hand_out(w, n))
+}
+
+/// Takes `n` oids from the reservation, which holds them.
+fn hand_out(w: &mut Writer, n: u64) -> Vec<Oid> {
     let first = w.next_oid;
     w.next_oid += n;
-    Ok((first..w.next_oid).map(Oid).collect())
+    (first..w.next_oid).map(Oid).collect()
 }
 
 /// Hands out `n` oids from this handle's reservation if that needs no wait: the
@@ -40,9 +45,7 @@ pub(super) fn try_new_oids(s: &Sqlite, n: u64) -> Option<Result<Vec<Oid>>> {
     if w.end_oid - w.next_oid < n || s.view().ok()?.poisoned.is_some() {
         return None;
     }
-    let first = w.next_oid;
-    w.next_oid += n;
-    Some(Ok((first..w.next_oid).map(Oid).collect()))
+    Some(Ok(hand_out(w, n)))
 }
 
 /// Raises the allocation mark in the file by `n` and takes the range below it.
@@ -189,14 +192,12 @@ fn changed_since(tx: &rusqlite::Transaction<'_>, checks: &[(Oid, Tid)]) -> Resul
 
 /// Inserts one transaction's rows.
 fn write(tx: &rusqlite::Transaction<'_>, tid: Tid, timestamp: u64, req: &CommitRequest) -> Result<()> {
-    let mut oids: Vec<Oid> = req.records.iter().map(|r| r.oid).collect();
-    oids.sort_unstable();
     tx.prepare_cached("INSERT INTO durus_tx (tid, ts, oids) VALUES (?1, ?2, ?3)")
         .and_then(|mut st| {
             st.execute(params![
                 tid.0 as i64,
                 timestamp.min(i64::MAX as u64) as i64,
-                tables::refs_blob(&oids)
+                tables::written_blob(req)
             ])
         })
         .sql()?;

@@ -122,24 +122,13 @@ pub(super) fn connect(path: &Path, durable: bool, busy: Duration, create: bool) 
 /// Upgrades a format 1 file: lists each transaction's oids in its `durus_tx` row, from
 /// the index by tid, then drops that index; in one transaction, under the write lock.
 fn upgrade_from_1(conn: &Connection) -> Result<()> {
-    let tx = conn.unchecked_transaction().sql()?;
-    tx.execute_batch("ROLLBACK; BEGIN IMMEDIATE").sql()?;
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate).sql()?;
     // Another process may have upgraded it while this one waited for the lock.
     if meta(&tx, "format")? != 1 {
         return tx.commit().sql();
     }
-    let has_oids: bool = tx
-        .query_row(
-            "SELECT COUNT(*) FROM pragma_table_info('durus_tx') WHERE name = 'oids'",
-            [],
-            |r| r.get::<_, i64>(0),
-        )
-        .sql()?
-        > 0;
-    if !has_oids {
-        tx.execute_batch("ALTER TABLE durus_tx ADD COLUMN oids BLOB NOT NULL DEFAULT x''")
-            .sql()?;
-    }
+    tx.execute_batch("ALTER TABLE durus_tx ADD COLUMN oids BLOB NOT NULL DEFAULT x''")
+        .sql()?;
     let mut lists: Vec<(i64, Vec<u8>)> = Vec::new();
     {
         let mut st = tx
@@ -248,7 +237,7 @@ pub(super) fn changes_after(
     let mut seen = 0usize;
     while let Some(row) = rows.next().sql()? {
         let tid = Tid(row.get::<_, i64>(0).sql()? as u64);
-        let oids = oid_list(tid, &row.get::<_, Vec<u8>>(1).sql()?)?;
+        let oids = crate::storage::tables::parse_written(tid, &row.get::<_, Vec<u8>>(1).sql()?)?;
         seen = seen.saturating_add(oids.len());
         if seen > limit {
             return Ok(None);
@@ -259,28 +248,6 @@ pub(super) fn changes_after(
         }
     }
     Ok(Some(out))
-}
-
-/// The oids transaction `tid`'s row lists; a length that is not a multiple of 8 is
-/// damage.
-pub(super) fn oid_list(tid: Tid, blob: &[u8]) -> Result<Vec<Oid>> {
-    if !blob.len().is_multiple_of(8) {
-        return Err(Error::corrupt(
-            0,
-            format!(
-                "the oid list of transaction {tid} is {} bytes, not a multiple of 8",
-                blob.len()
-            ),
-        ));
-    }
-    Ok(blob
-        .chunks_exact(8)
-        .map(|c| {
-            Oid(u64::from_be_bytes([
-                c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7],
-            ]))
-        })
-        .collect())
 }
 
 /// Whether a transaction after `after` wrote `oid`.
@@ -301,7 +268,7 @@ pub(super) fn transactions(conn: &Connection, after: Tid, upto: Tid) -> Result<V
     while let Some(row) = rows.next().sql()? {
         let tid = Tid(row.get::<_, i64>(0).sql()? as u64);
         let ts = row.get::<_, i64>(1).sql()?.max(0) as u64;
-        let oids = oid_list(tid, &row.get::<_, Vec<u8>>(2).sql()?)?;
+        let oids = crate::storage::tables::parse_written(tid, &row.get::<_, Vec<u8>>(2).sql()?)?;
         out.push((tid, ts, oids));
     }
     Ok(out)
