@@ -58,6 +58,11 @@ pub(crate) struct State {
     pub(crate) closed: bool,
     /// Tasks that drive the connection while waiting for pushed changes.
     drivers: Vec<Waker>,
+    /// The task whose waker the socket's read side holds, if one does. Only it reads:
+    /// the stream keeps one waker and wakes the one it replaces, so tasks that all
+    /// tried to read would wake each other in turn, each with a read that finds
+    /// nothing and a new registration.
+    reader: Option<Waker>,
     /// The newest tid any reply has mentioned.
     pub(crate) known_last: Tid,
     /// Committed records a conflict reply carried, newest as of `stash_as_of`.
@@ -88,6 +93,7 @@ impl Mux {
                 next_id: 1,
                 closed: false,
                 drivers: Vec::new(),
+                reader: None,
                 known_last: Tid::ZERO,
                 stash: OidMap::default(),
                 stash_as_of: Tid::ZERO,
@@ -140,6 +146,7 @@ impl Mux {
             }),
         }));
         st.out.clear();
+        st.reader = None;
         st.subscribed = false;
         Ok(())
     }
@@ -165,6 +172,8 @@ impl Mux {
             link,
             id,
             finished: false,
+            yielded: false,
+            waker: None,
         }))
     }
 
@@ -178,6 +187,7 @@ impl Mux {
         log::debug!("connection to the server lost: {reason}");
         st.link = None;
         st.out.clear();
+        st.reader = None;
         // Only requests still waiting fail: a reply that arrived before the end (the
         // server answers what it took before it closes) stays for its task to take.
         for slot in st.slots.values_mut() {
@@ -233,9 +243,22 @@ impl Mux {
                 }
             }
         }
+        let may_read = self
+            .state()
+            .reader
+            .as_ref()
+            .is_none_or(|w| w.will_wake(cx.waker()));
+        if !may_read {
+            return progress;
+        }
         if let Ok(mut r) = link.read.try_lock() {
             match self.drive_read(&mut r, cx) {
-                Ok(p) => progress |= p,
+                Ok(p) => {
+                    // It read until the stream had nothing more, so the stream now
+                    // holds this task's waker.
+                    self.state().reader = Some(cx.waker().clone());
+                    progress |= p
+                }
                 Err(e) => {
                     drop(r);
                     self.break_link(link.gen, &why(&e));
@@ -339,7 +362,18 @@ impl Mux {
     pub(crate) fn forget_driver(&self, waker: &Waker) {
         let mut st = self.state();
         st.drivers.retain(|w| !w.will_wake(waker));
+        st.forget_reader(waker);
         Mux::hand_off(&mut st, v2::PUSH_ID);
+    }
+}
+
+impl State {
+    /// Drops the reader role of the task `waker` wakes, if it has it: whoever polls
+    /// next reads (a task that stops waiting must not leave the socket to nobody).
+    fn forget_reader(&mut self, waker: &Waker) {
+        if self.reader.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            self.reader = None;
+        }
     }
 }
 
@@ -362,6 +396,10 @@ pub(crate) struct Pending {
     link: Arc<Link>,
     id: u32,
     finished: bool,
+    /// Whether its first wait let the other ready tasks run first (see `poll`).
+    yielded: bool,
+    /// The waker of its last poll: a task that leaves gives up the reader role.
+    waker: Option<Waker>,
 }
 
 impl std::future::Future for Pending {
@@ -369,11 +407,15 @@ impl std::future::Future for Pending {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<Reply>> {
         let this = &mut *self;
+        if this.waker.as_ref().is_none_or(|w| !w.will_wake(cx.waker())) {
+            this.waker = Some(cx.waker().clone());
+        }
         loop {
             {
                 let mut st = this.mux.state();
                 match st.slots.remove(&this.id) {
                     Some(Slot::Ready(r)) => {
+                        st.forget_reader(cx.waker());
                         Mux::hand_off(&mut st, this.id);
                         drop(st);
                         this.finished = true;
@@ -381,6 +423,16 @@ impl std::future::Future for Pending {
                     }
                     Some(Slot::Waiting(_)) => {
                         st.slots.insert(this.id, Slot::Waiting(Some(cx.waker().clone())));
+                        if !this.yielded && st.slots.len() > 1 {
+                            // Other requests are out, so other tasks are likely ready
+                            // to queue theirs (the replies that woke them came in one
+                            // read): letting them run first sends all of them in one
+                            // write instead of one write each.
+                            this.yielded = true;
+                            drop(st);
+                            cx.waker().wake_by_ref();
+                            return Poll::Pending;
+                        }
                     }
                     None => {
                         drop(st);
@@ -405,6 +457,9 @@ impl Drop for Pending {
         }
         let mut st = self.mux.state();
         st.slots.remove(&self.id);
+        if let Some(w) = &self.waker {
+            st.forget_reader(w);
+        }
         Mux::hand_off(&mut st, self.id);
     }
 }

@@ -197,8 +197,12 @@ fn main() {
     let mut extra = Vec::new();
     let mut runs = 3;
     let mut durus = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/release/durus"));
+    let mut against: Option<(String, PathBuf)> = None;
     while let Some(a) = args.next() {
         match a.as_str() {
+            // Only the Rust clients, against a server already running (for profiling
+            // one side): its address and a file of its records' oids.
+            "--rust-against" => against = args.next().zip(args.next().map(PathBuf::from)),
             "--quick" => sizes = QUICK,
             "--runs" => runs = args.next().and_then(|r| r.parse().ok()).unwrap_or(0).max(1),
             "--python" => py = args.next().map(PathBuf::from),
@@ -206,10 +210,18 @@ fn main() {
             // Passed on to `durus serve` (e.g. `--serve-arg --threads --serve-arg 2`).
             "--serve-arg" => extra.extend(args.next()),
             _ => {
-                eprintln!("usage: durus-server-bench [--quick] [--runs N] [--python PATH] [--durus PATH] [--serve-arg ARG]...");
+                eprintln!(
+                    "usage: durus-server-bench [--quick] [--runs N] [--python PATH] [--durus PATH] [--serve-arg ARG]...\n       \
+                     durus-server-bench [--quick] [--runs N] --rust-against ADDRESS OID_FILE"
+                );
                 std::process::exit(2);
             }
         }
+    }
+    if let Some((address, oids)) = against {
+        let rust = rust_clients::run(&executor(), &address, &oids, sizes, runs);
+        rust_clients::print(&rust);
+        return;
     }
     if !durus.is_file() {
         eprintln!(
@@ -287,24 +299,7 @@ fn report(rows: &[PyRow], rust: &rust_clients::Figures, before: f64, after: f64)
         c.loads[1].per_s / a.loads[1].per_s,
         2.0,
     );
-    println!("\n| Rust clients through ClientStorage, durable | 1 | 8 | 32 | 128 |");
-    println!("|---|---|---|---|---|");
-    println!(
-        "| commits/s | {} |",
-        rust.commits
-            .iter()
-            .map(|c| format!("{c:.0}"))
-            .collect::<Vec<_>>()
-            .join(" | ")
-    );
-    println!(
-        "| loads/s | {} |",
-        rust.loads
-            .iter()
-            .map(|c| format!("{c:.0}"))
-            .collect::<Vec<_>>()
-            .join(" | ")
-    );
+    rust_clients::print(rust);
     check(
         "Rust, 32 committers vs (a) 4 clients, commits",
         rust.commits[2] / a.commits[1].per_s,

@@ -63,6 +63,20 @@ pub fn run(
     figures
 }
 
+/// Prints the table of `figures`.
+pub fn print(figures: &Figures) {
+    let row = |v: &[f64; 4]| {
+        v.iter()
+            .map(|c| format!("{c:.0}"))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    };
+    println!("\n| Rust clients through ClientStorage, durable | 1 | 8 | 32 | 128 |");
+    println!("|---|---|---|---|---|");
+    println!("| commits/s | {} |", row(&figures.commits));
+    println!("| loads/s | {} |", row(&figures.loads));
+}
+
 /// `total` one-record commits spread over `tasks` tasks, each writing its own object.
 fn commits(
     ex: &Arc<async_executor::Executor<'static>>,

@@ -187,7 +187,10 @@ async fn serve(
         ex.spawn(stats_every(server.clone(), Duration::from_secs(every)))
             .detach();
     }
-    let ran = server.run(listener).await;
+    // A task of its own, not the future `block_on` polls: that one is polled again
+    // whenever any task is scheduled, and each poll would retry the accept.
+    let accepting = server.clone();
+    let ran = ex.spawn(async move { accepting.run(listener).await }).await;
     log::info!("counters: {}", counters(&server.stats()));
     match &ran {
         Ok(()) => log::info!("stopped cleanly"),
