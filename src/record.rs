@@ -106,6 +106,9 @@ impl std::hash::Hasher for OidHasher {
             self.0 = (self.0.rotate_left(8) ^ b as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         }
     }
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(n as u64);
+    }
     fn write_u64(&mut self, n: u64) {
         const TOP: u64 = !((1 << 50) - 1);
         self.0 = n ^ (n.wrapping_mul(0x9E37_79B9_7F4A_7C15) & TOP);

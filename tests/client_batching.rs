@@ -134,3 +134,57 @@ fn concurrent_loads_share_writes_and_reads() {
         server.stop();
     });
 }
+
+/// Requests far larger than the socket's buffers, from tasks that share the client,
+/// half of which give up after their bytes were queued (and perhaps partly written by
+/// them): the others' requests still go out whole and are answered.
+#[test]
+fn large_requests_from_tasks_that_give_up_midway_do_not_stall_the_others() {
+    on_all_runtimes(|_rt| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::file(&dir.path().join("large.durus"), Default::default());
+        let client = server.client().await;
+        let oids = client.new_oids(16).await.unwrap();
+        let big = |oid: durus::record::Oid| -> Vec<u8> {
+            (0..(1usize << 20)).map(|i| (i as u64 ^ oid.0) as u8).collect()
+        };
+        let mut tasks: futures::stream::FuturesUnordered<_> = oids
+            .iter()
+            .enumerate()
+            .map(|(i, &oid)| {
+                let client = client.clone();
+                async move {
+                    let commit = client.commit(CommitRequest {
+                        records: vec![Record::new(oid, big(oid), vec![])],
+                        ..CommitRequest::default()
+                    });
+                    if i % 2 == 1 {
+                        // Polled twice (its first poll lets the other tasks queue
+                        // theirs, the second writes what is queued until the socket
+                        // is full), then dropped.
+                        let mut commit = commit;
+                        let _ = futures::poll!(&mut commit);
+                        let _ = futures::poll!(&mut commit);
+                        drop(commit);
+                        return None;
+                    }
+                    commit.await.unwrap();
+                    Some(oid)
+                }
+            })
+            .collect();
+        let mut written = Vec::new();
+        while let Some(done) = tasks.next().await {
+            written.extend(done);
+        }
+        assert_eq!(written.len(), 8);
+        for oid in written {
+            assert!(
+                client.load(oid).await.unwrap().record.data == big(oid),
+                "{oid:?} reads back whole"
+            );
+        }
+        drop(client);
+        server.stop();
+    });
+}

@@ -613,7 +613,7 @@ impl Stream for Pushed {
             if self.waker.as_ref().is_none_or(|w| !w.will_wake(cx.waker())) {
                 self.waker = Some(cx.waker().clone());
             }
-            let Some(link) = self.client.inner.mux.wait_as_driver(cx.waker()) else {
+            let Some((link, may_read)) = self.client.inner.mux.wait_as_driver(cx.waker()) else {
                 if self.client.inner.mux.state().closed {
                     return Poll::Ready(None);
                 }
@@ -626,7 +626,7 @@ impl Stream for Pushed {
                 }));
                 continue;
             };
-            if !self.client.inner.mux.drive(&link, cx) {
+            if !self.client.inner.mux.drive(&link, cx, may_read) {
                 return Poll::Pending;
             }
         }

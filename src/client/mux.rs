@@ -6,6 +6,7 @@
 //! want of a driver. That keeps the client independent of any runtime.
 
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::pin::Pin;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -17,7 +18,7 @@ use futures::AsyncReadExt;
 use crate::error::{Error, Result};
 use crate::protocol::v2::{self, Reply, Request};
 use crate::protocol::PROTOCOL_V2;
-use crate::record::{Loaded, OidMap, Tid};
+use crate::record::{Loaded, OidHasher, OidMap, Tid};
 use crate::server::io::Input;
 use crate::server::BoxedStream;
 use crate::storage::{Change, Feed};
@@ -26,6 +27,8 @@ use crate::storage::{Change, Feed};
 struct ReadSide {
     stream: ReadHalf<BoxedStream>,
     input: Input,
+    /// Replies read and not yet handed out.
+    replies: Vec<(u32, Reply)>,
 }
 
 /// The writing half and the bytes it is writing.
@@ -53,7 +56,7 @@ pub(crate) struct State {
     next_gen: u64,
     /// Frames waiting to be written on the current link.
     out: Vec<u8>,
-    slots: HashMap<u32, Slot>,
+    slots: HashMap<u32, Slot, BuildHasherDefault<OidHasher>>,
     next_id: u32,
     pub(crate) closed: bool,
     /// Tasks that drive the connection while waiting for pushed changes.
@@ -63,6 +66,9 @@ pub(crate) struct State {
     /// tried to read would wake each other in turn, each with a read that finds
     /// nothing and a new registration.
     reader: Option<Waker>,
+    /// The task whose waker the socket's write side holds, while queued bytes wait
+    /// for room in it.
+    writer: Option<Waker>,
     /// The newest tid any reply has mentioned.
     pub(crate) known_last: Tid,
     /// Committed records a conflict reply carried, newest as of `stash_as_of`.
@@ -89,11 +95,12 @@ impl Mux {
                 link: None,
                 next_gen: 1,
                 out: Vec::new(),
-                slots: HashMap::new(),
+                slots: HashMap::default(),
                 next_id: 1,
                 closed: false,
                 drivers: Vec::new(),
                 reader: None,
+                writer: None,
                 known_last: Tid::ZERO,
                 stash: OidMap::default(),
                 stash_as_of: Tid::ZERO,
@@ -138,6 +145,7 @@ impl Mux {
             read: Mutex::new(ReadSide {
                 stream: r,
                 input: Input::new(),
+                replies: Vec::new(),
             }),
             write: Mutex::new(WriteSide {
                 stream: w,
@@ -147,6 +155,7 @@ impl Mux {
         }));
         st.out.clear();
         st.reader = None;
+        st.writer = None;
         st.subscribed = false;
         Ok(())
     }
@@ -188,6 +197,7 @@ impl Mux {
         st.link = None;
         st.out.clear();
         st.reader = None;
+        st.writer = None;
         // Only requests still waiting fail: a reply that arrived before the end (the
         // server answers what it took before it closes) stays for its task to take.
         for slot in st.slots.values_mut() {
@@ -231,7 +241,8 @@ impl Mux {
 
     /// Writes what is queued and reads what has arrived, as far as the socket allows
     /// without waiting; true if anything moved. Errors end the link.
-    pub(crate) fn drive(&self, link: &Link, cx: &mut Context<'_>) -> bool {
+    /// `may_read` says whether the task polling may read (see [`State::may_read`]).
+    pub(crate) fn drive(&self, link: &Link, cx: &mut Context<'_>, may_read: bool) -> bool {
         let mut progress = false;
         if let Ok(mut w) = link.write.try_lock() {
             match self.drive_write(&mut w, cx) {
@@ -243,24 +254,33 @@ impl Mux {
                 }
             }
         }
-        let may_read = self
-            .state()
-            .reader
-            .as_ref()
-            .is_none_or(|w| w.will_wake(cx.waker()));
         if !may_read {
             return progress;
         }
         if let Ok(mut r) = link.read.try_lock() {
-            match self.drive_read(&mut r, cx) {
+            let read = self.drive_read(&mut r, cx);
+            // What arrived is handed out under one lock, however many replies it is.
+            let mut st = self.state();
+            let mut wake = Vec::new();
+            for (id, reply) in r.replies.drain(..) {
+                wake.extend(Mux::deliver(&self.feed, &mut st, id, reply));
+                progress = true;
+            }
+            match read {
                 Ok(p) => {
                     // It read until the stream had nothing more, so the stream now
                     // holds this task's waker.
-                    self.state().reader = Some(cx.waker().clone());
+                    if st.reader.as_ref().is_none_or(|w| !w.will_wake(cx.waker())) {
+                        st.reader = Some(cx.waker().clone());
+                    }
+                    drop(st);
+                    wake.into_iter().for_each(Waker::wake);
                     progress |= p
                 }
                 Err(e) => {
+                    drop(st);
                     drop(r);
+                    wake.into_iter().for_each(Waker::wake);
                     self.break_link(link.gen, &why(&e));
                     return true;
                 }
@@ -275,8 +295,11 @@ impl Mux {
             if w.pos == w.buf.len() {
                 w.buf.clear();
                 w.pos = 0;
-                std::mem::swap(&mut w.buf, &mut self.state().out);
+                let mut st = self.state();
+                std::mem::swap(&mut w.buf, &mut st.out);
                 if w.buf.is_empty() {
+                    st.writer = None;
+                    drop(st);
                     if let Poll::Ready(r) = Pin::new(&mut w.stream).poll_flush(cx) {
                         r?;
                     }
@@ -295,7 +318,13 @@ impl Mux {
                     progress = true;
                 }
                 Poll::Ready(Err(e)) => return Err(e.into()),
-                Poll::Pending => return Ok(progress),
+                Poll::Pending => {
+                    let mut st = self.state();
+                    if st.writer.as_ref().is_none_or(|w| !w.will_wake(cx.waker())) {
+                        st.writer = Some(cx.waker().clone());
+                    }
+                    return Ok(progress);
+                }
             }
         }
     }
@@ -307,10 +336,10 @@ impl Mux {
                 let reply = v2::decode_reply(&frame)?;
                 let id = frame.id;
                 r.input.consume(used);
-                self.deliver(id, reply);
+                r.replies.push((id, reply));
                 progress = true;
             }
-            let ReadSide { stream, input } = r;
+            let ReadSide { stream, input, .. } = r;
             match input.poll_fill(cx, stream, &self.received) {
                 Poll::Ready(Ok(0)) => {
                     return Err(Error::Disconnected {
@@ -324,8 +353,8 @@ impl Mux {
         }
     }
 
-    fn deliver(&self, id: u32, reply: Reply) {
-        let mut st = self.state();
+    /// Hands a reply to its request (or a push to the feed); returns the task to wake.
+    fn deliver(feed: &Feed, st: &mut State, id: u32, reply: Reply) -> Option<Waker> {
         if let Some(t) = mentioned_tid(&reply) {
             st.known_last = st.known_last.max(t);
         }
@@ -334,46 +363,64 @@ impl Mux {
                 match change {
                     Change::Committed { tid, timestamp, oids } => {
                         st.pushed = st.pushed.max(tid);
-                        self.feed.publish(tid, timestamp, &oids);
+                        feed.publish(tid, timestamp, &oids);
                     }
-                    Change::Lagged { resume_after } => self.feed.lagged(resume_after),
+                    Change::Lagged { resume_after } => feed.lagged(resume_after),
                 }
             }
-            return;
-        }
-        if let Some(slot) = st.slots.get_mut(&id) {
-            if let Slot::Waiting(Some(w)) = std::mem::replace(slot, Slot::Ready(Ok(reply))) {
-                w.wake();
-            }
+            return None;
         }
         // A reply nobody waits for any more (its future was dropped) is dropped too.
+        let slot = st.slots.get_mut(&id)?;
+        match std::mem::replace(slot, Slot::Ready(Ok(reply))) {
+            Slot::Waiting(w) => w,
+            Slot::Ready(_) => None,
+        }
     }
 
-    /// Registers a task waiting for pushed changes as a driver.
-    pub(crate) fn wait_as_driver(&self, waker: &Waker) -> Option<Arc<Link>> {
+    /// Registers a task waiting for pushed changes as a driver: the current link, and
+    /// whether the task may read it.
+    pub(crate) fn wait_as_driver(&self, waker: &Waker) -> Option<(Arc<Link>, bool)> {
         let mut st = self.state();
         if !st.drivers.iter().any(|w| w.will_wake(waker)) {
             st.drivers.push(waker.clone());
         }
-        st.link.clone()
+        let may_read = st.may_read(waker);
+        st.link.clone().map(|l| (l, may_read))
     }
 
     /// Forgets a driver that stopped waiting.
     pub(crate) fn forget_driver(&self, waker: &Waker) {
         let mut st = self.state();
         st.drivers.retain(|w| !w.will_wake(waker));
-        st.forget_reader(waker);
+        st.leave(Some(waker));
         Mux::hand_off(&mut st, v2::PUSH_ID);
     }
 }
 
 impl State {
-    /// Drops the reader role of the task `waker` wakes, if it has it: whoever polls
-    /// next reads (a task that stops waiting must not leave the socket to nobody).
-    fn forget_reader(&mut self, waker: &Waker) {
-        if self.reader.as_ref().is_some_and(|w| w.will_wake(waker)) {
-            self.reader = None;
+    /// Whether the task `waker` wakes may read the socket: nobody else holds the
+    /// reader role.
+    fn may_read(&self, waker: &Waker) -> bool {
+        self.reader.as_ref().is_none_or(|w| w.will_wake(waker))
+    }
+
+    /// A task `waker` wakes stops waiting: true if the connection needs another task
+    /// to drive it now (this one read or wrote for the others, or nobody reads yet).
+    /// Otherwise the reader goes on, and waking a task would only cost a poll.
+    fn leave(&mut self, waker: Option<&Waker>) -> bool {
+        let mut was_driver = self.reader.is_none();
+        if let Some(waker) = waker {
+            if self.writer.as_ref().is_some_and(|w| w.will_wake(waker)) {
+                self.writer = None;
+                was_driver = true;
+            }
+            if self.reader.as_ref().is_some_and(|w| w.will_wake(waker)) {
+                self.reader = None;
+                was_driver = true;
+            }
         }
+        was_driver
     }
 }
 
@@ -411,28 +458,25 @@ impl std::future::Future for Pending {
             this.waker = Some(cx.waker().clone());
         }
         loop {
-            {
+            let may_read = {
                 let mut st = this.mux.state();
-                match st.slots.remove(&this.id) {
-                    Some(Slot::Ready(r)) => {
-                        st.forget_reader(cx.waker());
-                        Mux::hand_off(&mut st, this.id);
+                match st.slots.get_mut(&this.id) {
+                    Some(Slot::Waiting(w)) => {
+                        if w.as_ref().is_none_or(|w| !w.will_wake(cx.waker())) {
+                            *w = Some(cx.waker().clone());
+                        }
+                    }
+                    Some(Slot::Ready(_)) => {
+                        let r = match st.slots.remove(&this.id) {
+                            Some(Slot::Ready(r)) => r,
+                            _ => Err(Error::Closed),
+                        };
+                        if st.leave(Some(cx.waker())) {
+                            Mux::hand_off(&mut st, this.id);
+                        }
                         drop(st);
                         this.finished = true;
                         return Poll::Ready(r);
-                    }
-                    Some(Slot::Waiting(_)) => {
-                        st.slots.insert(this.id, Slot::Waiting(Some(cx.waker().clone())));
-                        if !this.yielded && st.slots.len() > 1 {
-                            // Other requests are out, so other tasks are likely ready
-                            // to queue theirs (the replies that woke them came in one
-                            // read): letting them run first sends all of them in one
-                            // write instead of one write each.
-                            this.yielded = true;
-                            drop(st);
-                            cx.waker().wake_by_ref();
-                            return Poll::Pending;
-                        }
                     }
                     None => {
                         drop(st);
@@ -442,8 +486,19 @@ impl std::future::Future for Pending {
                         }));
                     }
                 }
-            }
-            if !this.mux.drive(&this.link, cx) {
+                if !this.yielded && st.slots.len() > 1 {
+                    // Other requests are out, so other tasks are likely ready to queue
+                    // theirs (the replies that woke them came in one read): letting
+                    // them run first sends all of them in one write instead of one
+                    // write each.
+                    this.yielded = true;
+                    drop(st);
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                st.may_read(cx.waker())
+            };
+            if !this.mux.drive(&this.link, cx, may_read) {
                 return Poll::Pending;
             }
         }
@@ -457,10 +512,9 @@ impl Drop for Pending {
         }
         let mut st = self.mux.state();
         st.slots.remove(&self.id);
-        if let Some(w) = &self.waker {
-            st.forget_reader(w);
+        if st.leave(self.waker.as_ref()) {
+            Mux::hand_off(&mut st, self.id);
         }
-        Mux::hand_off(&mut st, self.id);
     }
 }
 

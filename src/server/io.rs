@@ -212,7 +212,12 @@ const QUIET: Duration = Duration::from_millis(100);
 
 /// `fut`'s output, or `None` if `at` passes first.
 pub(crate) async fn with_deadline<F: std::future::Future>(fut: F, at: Instant) -> Option<F::Output> {
-    let fut = std::pin::pin!(fut);
+    let mut fut = std::pin::pin!(fut);
+    // Most writes and reads under a deadline finish at once. A timer is registered with
+    // the reactor (and wakes the reactor's thread to note it) only when one is needed.
+    if let Poll::Ready(v) = futures::poll!(fut.as_mut()) {
+        return Some(v);
+    }
     let timer = async_io::Timer::at(at);
     match futures::future::select(fut, timer).await {
         futures::future::Either::Left((v, _)) => Some(v),
