@@ -1,9 +1,11 @@
 //! One connection shared by many tasks: requests are written in the order they are
 //! made, replies are matched to their requests by id, and no background task is
-//! needed. Whichever waiting task is polled drives the socket (writes what is queued,
-//! reads and hands out what has arrived); a task that finishes or gives up while
-//! others wait wakes one of them to take over, so the connection never stalls for
-//! want of a driver. That keeps the client independent of any runtime.
+//! needed. Whichever waiting task is polled writes what is queued; one waiting task at
+//! a time reads and hands out what has arrived (the reader). A reader or writer that
+//! finishes or gives up while others wait wakes one of them to take over, so the
+//! connection never stalls for want of a driver. That keeps the client independent of
+//! any runtime. A request's first poll lets the other ready tasks run when others are
+//! out, so that requests made together go out in one write.
 
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
