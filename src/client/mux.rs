@@ -266,7 +266,6 @@ impl Mux {
             let mut wake = Vec::new();
             for (id, reply) in r.replies.drain(..) {
                 wake.extend(Mux::deliver(&self.feed, &mut st, id, reply));
-                progress = true;
             }
             match read {
                 Ok(p) => {
@@ -462,17 +461,11 @@ impl std::future::Future for Pending {
         loop {
             let may_read = {
                 let mut st = this.mux.state();
-                match st.slots.get_mut(&this.id) {
-                    Some(Slot::Waiting(w)) => {
-                        if w.as_ref().is_none_or(|w| !w.will_wake(cx.waker())) {
-                            *w = Some(cx.waker().clone());
-                        }
+                match st.slots.remove(&this.id) {
+                    Some(Slot::Waiting(_)) => {
+                        st.slots.insert(this.id, Slot::Waiting(Some(cx.waker().clone())));
                     }
-                    Some(Slot::Ready(_)) => {
-                        let r = match st.slots.remove(&this.id) {
-                            Some(Slot::Ready(r)) => r,
-                            _ => Err(Error::Closed),
-                        };
+                    Some(Slot::Ready(r)) => {
                         if st.leave(Some(cx.waker())) {
                             Mux::hand_off(&mut st, this.id);
                         }
